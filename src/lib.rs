@@ -1,0 +1,14 @@
+//! Clari Copilot connector for Airbyte: one library behind one binary that runs as the source
+//! (`spec`, `check`, `discover`, `read`) or the destination (`spec`, `check`, `write`).
+//!
+//! Layers, each knowing only the ones below it:
+//! - [`protocol`]: Airbyte message types and the single stdout writer (knows no HTTP);
+//! - [`config`] and [`error`]: what users configure, and how failures are reported;
+//! - [`client`]: authenticated, rate-limited, retrying HTTP (knows no streams);
+//! - `source` and `destination`: the two roles, sharing only the layers above;
+//! - `sandbox`: a fake Clari Copilot API for tests and demos, which imports none of the above.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod protocol;

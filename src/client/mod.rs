@@ -1,0 +1,321 @@
+//! The HTTP client of both roles: authentication headers, the one rate limiter every request
+//! waits on, and the retry loop driven by [`retry::classify_status`].
+//!
+//! The client knows nothing about streams or records: it turns a request into a final HTTP
+//! answer or a classified [`Error`]. Callers interpret the bodies.
+
+pub mod retry;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+
+use crate::config::ApiSettings;
+use crate::error::{Error, Result};
+pub use retry::RetryPolicy;
+use retry::{Action, TransportFailure, classify_status, classify_transport};
+
+/// Longest error body quoted in a message: enough to read Clari's `errorMessage`.
+const ERROR_BODY_LIMIT: usize = 300;
+
+/// One request to the API.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// Whether replaying the request after an unknown outcome is harmless.
+    pub idempotent: bool,
+    /// Whether the caller would rather get a 502 back at once and retry with a smaller page.
+    pub shrinkable: bool,
+}
+
+impl Request {
+    pub fn get(path: impl Into<String>, query: Vec<(String, String)>) -> Self {
+        Self {
+            method: Method::GET,
+            path: path.into(),
+            query,
+            body: None,
+            idempotent: true,
+            shrinkable: false,
+        }
+    }
+
+    pub fn json(method: Method, path: impl Into<String>, body: Vec<u8>, idempotent: bool) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            body: Some(body),
+            idempotent,
+            shrinkable: false,
+        }
+    }
+}
+
+/// A final HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: bytes::Bytes,
+}
+
+impl Response {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as text, shortened for an error message.
+    pub fn body_snippet(&self) -> String {
+        snippet(&self.body)
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    limiter: DefaultDirectRateLimiter,
+    policy: RetryPolicy,
+    sent: AtomicU64,
+    rate_limited: AtomicU64,
+}
+
+impl Client {
+    pub fn new(settings: &ApiSettings, policy: RetryPolicy) -> Result<Arc<Self>> {
+        let mut headers = HeaderMap::new();
+        for (name, secret) in [
+            ("x-api-key", &settings.api_key),
+            ("x-api-password", &settings.api_secret),
+        ] {
+            let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
+                Error::config(format!(
+                    "the {name} value contains characters not allowed in a header"
+                ))
+            })?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("airbyte-clari-copilot/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(policy.request_timeout)
+            .build()
+            .map_err(|e| Error::config(format!("cannot build the HTTP client: {e}")))?;
+        let rate = NonZeroU32::new(settings.requests_per_second).unwrap_or(NonZeroU32::MIN);
+        // Burst of one: requests are spaced evenly, so a rolling one-second window on the
+        // server side never sees more than `rate` of them.
+        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN));
+        Ok(Arc::new(Self {
+            http,
+            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            limiter,
+            policy,
+            sent: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+        }))
+    }
+
+    /// Requests sent so far (retries included): what this run cost of the weekly quota.
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// HTTP 429 answers received so far.
+    pub fn rate_limited_answers(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
+    /// GETs `path` and returns the body of a 2xx answer; any other final answer is an error.
+    pub async fn get(&self, path: &str, query: Vec<(String, String)>) -> Result<bytes::Bytes> {
+        self.get_request(Request::get(path, query)).await
+    }
+
+    /// Like [`Client::get`] for a prepared request (e.g. a shrinkable page).
+    pub async fn get_request(&self, request: Request) -> Result<bytes::Bytes> {
+        let path = request.path.clone();
+        let response = self.execute(request).await?;
+        if response.is_success() {
+            Ok(response.body)
+        } else {
+            Err(Error::Http {
+                method: "GET".into(),
+                path,
+                status: response.status,
+                attempts: 1,
+                body: response.body_snippet(),
+            })
+        }
+    }
+
+    /// Sends a request, retrying what the classification table says is worth retrying.
+    /// Returns every final answer (2xx and the 4xx a caller interprets); 401/403 and exhausted
+    /// retries are errors.
+    pub async fn execute(&self, request: Request) -> Result<Response> {
+        let mut delays = self.policy.schedule();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            self.limiter.until_ready().await;
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            let outcome = self.attempt(&request).await;
+            let (retry_after, failure) = match outcome {
+                Ok((response, retry_after)) => match classify_status(response.status) {
+                    Action::Done => return Ok(response),
+                    Action::Unauthorized => {
+                        return Err(Error::Auth {
+                            method: request.method.to_string(),
+                            path: request.path.clone(),
+                            status: response.status,
+                            body: response.body_snippet(),
+                        });
+                    }
+                    Action::BadGateway if request.shrinkable => {
+                        return Err(self.http_error(&request, &response, attempts));
+                    }
+                    Action::RateLimited => {
+                        // A 429 was not processed, so replaying it is safe for any request.
+                        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        (retry_after, self.http_error(&request, &response, attempts))
+                    }
+                    Action::Retry | Action::BadGateway if request.idempotent => {
+                        (retry_after, self.http_error(&request, &response, attempts))
+                    }
+                    Action::Retry | Action::BadGateway => {
+                        return Err(self.http_error(&request, &response, attempts));
+                    }
+                },
+                Err((failure, detail)) => {
+                    let error = Error::Transport {
+                        method: request.method.to_string(),
+                        path: request.path.clone(),
+                        attempts,
+                        detail,
+                    };
+                    if failure == TransportFailure::Unknown && !request.idempotent {
+                        return Err(error);
+                    }
+                    (None, error)
+                }
+            };
+            let Some(backoff) = delays.next() else {
+                return Err(match failure {
+                    Error::Http {
+                        status: 429,
+                        method,
+                        path,
+                        ..
+                    } => Error::RateLimited {
+                        method,
+                        path,
+                        attempts,
+                    },
+                    other => other,
+                });
+            };
+            let delay = retry_after.unwrap_or(backoff);
+            tracing::debug!(
+                "retrying {} {} in {:?}: {failure}",
+                request.method,
+                request.path,
+                delay
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One attempt: the status, the whole body, and a `Retry-After` if the server sent one.
+    async fn attempt(
+        &self,
+        request: &Request,
+    ) -> std::result::Result<(Response, Option<std::time::Duration>), (TransportFailure, String)>
+    {
+        let url = format!("{}{}", self.base_url, request.path);
+        let mut builder = self
+            .http
+            .request(request.method.clone(), &url)
+            .query(&request.query);
+        if let Some(body) = &request.body {
+            builder = builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| (classify_transport(&e), describe(&e)))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers(), status);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| (TransportFailure::Unknown, describe(&e)))?;
+        Ok((
+            Response {
+                status: status.as_u16(),
+                body,
+            },
+            retry_after,
+        ))
+    }
+
+    fn http_error(&self, request: &Request, response: &Response, attempts: u32) -> Error {
+        Error::Http {
+            method: request.method.to_string(),
+            path: request.path.clone(),
+            status: response.status,
+            attempts,
+            body: response.body_snippet(),
+        }
+    }
+}
+
+fn retry_after(headers: &HeaderMap, status: StatusCode) -> Option<std::time::Duration> {
+    if status.is_success() {
+        return None;
+    }
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_secs(seconds.min(600)))
+}
+
+/// A transport error without its URL (which carries no secret, but is noise in a user message).
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "the response body was cut off"
+    } else {
+        "request failed"
+    };
+    let mut detail = kind.to_owned();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    detail
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(ERROR_BODY_LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}

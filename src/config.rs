@@ -1,0 +1,376 @@
+//! The connector's configuration: the structs users fill in, the `connectionSpecification`
+//! generated from them (schemars, draft-07), and validation that names the offending field.
+//!
+//! Validation runs in two steps before any request: the raw JSON is checked against the
+//! generated spec (so the same rules the Airbyte UI enforces apply to a hand-written file),
+//! then values the schema cannot express (URL safety, dates) are checked in code.
+
+use std::fmt;
+use std::path::Path;
+
+use jiff::Timestamp;
+use schemars::{JsonSchema, generate::SchemaSettings};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_BASE_URL: &str = "https://rest-api.copilot.clari.com";
+/// Clari Copilot's documented limit.
+pub const DOCUMENTED_REQUESTS_PER_SECOND: u32 = 10;
+
+/// A credential. It deserialises like a string but never prints its value.
+#[derive(Clone, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that needs it: the request headers.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(**********)")
+    }
+}
+
+/// Settings shared by both roles: how to reach and authenticate against the API.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct ApiSettings {
+    /// Your Clari Copilot API key, from Copilot Workspace Settings > Integrations > Clari Copilot API.
+    /// Sent as the `X-Api-Key` header.
+    #[schemars(title = "API Key", extend("airbyte_secret" = true, "order" = 0))]
+    pub api_key: Secret,
+
+    /// The secret that goes with the API key. Clari calls it the "API Password" and it is sent as
+    /// the `X-Api-Password` header. Find it next to the API key in Copilot Workspace Settings >
+    /// Integrations > Clari Copilot API.
+    #[schemars(title = "API Password (API secret)", extend("airbyte_secret" = true, "order" = 1))]
+    pub api_secret: Secret,
+
+    /// Requests per second across the whole sync. Clari Copilot allows 10 per second and 100,000 per
+    /// week per key: lower this to leave room for other tools sharing the key. Values above 10 are
+    /// accepted with a warning (useful only against a local test server).
+    #[serde(default = "default_requests_per_second")]
+    #[schemars(title = "Requests per second", range(min = 1), extend("order" = 20, "examples" = [10, 5]))]
+    pub requests_per_second: u32,
+
+    /// Advanced: the API's base URL. Leave the default unless Clari tells you otherwise. Plain
+    /// `http://` is only accepted for loopback hosts (local testing).
+    #[serde(default = "default_base_url")]
+    #[schemars(title = "API base URL", extend("order" = 21, "examples" = ["https://rest-api.copilot.clari.com"]))]
+    pub base_url: String,
+}
+
+/// Configuration of the source role.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(title = "Clari Copilot Source Spec")]
+pub struct SourceConfig {
+    #[serde(flatten)]
+    pub api: ApiSettings,
+
+    /// Only calls (by their scheduled time) and scorecards from this instant on are read, in UTC,
+    /// for example 2024-01-01T00:00:00Z. Leave it empty to copy the account's whole history.
+    #[serde(default)]
+    #[schemars(
+        title = "Start date",
+        regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$"),
+        extend("format" = "date-time", "order" = 2, "examples" = ["2024-01-01T00:00:00Z"])
+    )]
+    pub start_date: Option<String>,
+
+    /// Off by default, so calls their owners marked private stay private. Turn it on only if
+    /// everyone who can read the destination may see private calls.
+    #[serde(default)]
+    #[schemars(title = "Include private calls", extend("order" = 3))]
+    pub include_private_calls: bool,
+
+    /// On every incremental sync, calls modified up to this many days before the last checkpoint are
+    /// read again. Clari only moves `last_modified_time` when a call's status changes, so edits to other
+    /// fields are caught only inside this window. 1 day costs about one day of calls per sync; 0 turns it off.
+    #[serde(default = "default_lookback_days")]
+    #[schemars(title = "Lookback window (days)", range(min = 0, max = 365), extend("order" = 4, "examples" = [1, 7]))]
+    pub lookback_window_days: u32,
+
+    /// Records per request for calls and scorecards. Clari recommends 25: large pages fail with
+    /// HTTP 502 above about 6 MB (the connector then retries with smaller pages).
+    #[serde(default = "default_page_size")]
+    #[schemars(title = "Page size", range(min = 1, max = 100), extend("order" = 5, "examples" = [25]))]
+    pub page_size: u32,
+}
+
+/// What the destination does with a record the schema or the API rejects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionPolicy {
+    /// Stop the sync with an error naming the record.
+    #[default]
+    Fail,
+    /// Log the record's stream, position and reason, count it as rejected, and go on.
+    Skip,
+}
+
+/// Configuration of the destination role.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(title = "Clari Copilot Destination Spec")]
+pub struct DestinationConfig {
+    #[serde(flatten)]
+    pub api: ApiSettings,
+
+    /// `fail` (default) stops the sync at the first record that the schema or Clari Copilot rejects;
+    /// `skip` logs it (stream, position in the input, reason), counts it in `rejectedRecordCount`
+    /// and carries on.
+    #[serde(default)]
+    #[schemars(title = "Rejected records", extend("order" = 2))]
+    pub on_rejected_record: RejectionPolicy,
+}
+
+fn default_requests_per_second() -> u32 {
+    DOCUMENTED_REQUESTS_PER_SECOND
+}
+fn default_base_url() -> String {
+    DEFAULT_BASE_URL.to_owned()
+}
+fn default_lookback_days() -> u32 {
+    1
+}
+fn default_page_size() -> u32 {
+    25
+}
+
+/// The `connectionSpecification` of a config type: draft-07, no `$ref`, Airbyte's extensions.
+pub fn connection_specification<T: JsonSchema>() -> Value {
+    let mut settings = SchemaSettings::draft07();
+    settings.inline_subschemas = true;
+    let schema = settings.into_generator().into_root_schema_for::<T>();
+    let mut value = schema.to_value();
+    tidy(&mut value);
+    if let Value::Object(root) = &mut value {
+        root.insert("additionalProperties".into(), Value::Bool(true));
+    }
+    value
+}
+
+/// Removes schemars artefacts the Airbyte UI and CAT do not want: integer `format`s such as
+/// `uint32` and `"default": null`.
+fn tidy(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| f.starts_with("int") || f.starts_with("uint"))
+            {
+                map.remove("format");
+            }
+            if map.get("default") == Some(&Value::Null) {
+                map.remove("default");
+            }
+            map.values_mut().for_each(tidy);
+        }
+        Value::Array(items) => items.iter_mut().for_each(tidy),
+        _ => {}
+    }
+}
+
+/// Reads a JSON file given on the command line, naming it in every error.
+pub fn read_json_file(path: &Path, what: &str) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::input(what, format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::input(what, format!("{} is not valid JSON: {e}", path.display())))
+}
+
+/// Validates a raw config against the spec of `T`, then deserialises it.
+pub fn parse<T: JsonSchema + for<'de> Deserialize<'de>>(raw: &Value) -> Result<T> {
+    let spec = connection_specification::<T>();
+    let validator = jsonschema::draft7::new(&spec)
+        .map_err(|e| Error::config(format!("spec is invalid: {e}")))?;
+    let problems: Vec<String> = validator
+        .iter_errors(raw)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let field = path.trim_start_matches('/').replace('/', ".");
+            if field.is_empty() {
+                e.to_string()
+            } else {
+                format!("`{field}`: {e}")
+            }
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(Error::config(problems.join("; ")));
+    }
+    serde_json::from_value(raw.clone()).map_err(|e| Error::config(e.to_string()))
+}
+
+impl ApiSettings {
+    pub fn validate(&self) -> Result<()> {
+        if self.api_key.expose().trim().is_empty() || self.api_secret.expose().trim().is_empty() {
+            return Err(Error::config(
+                "`api_key` and `api_secret` must not be empty",
+            ));
+        }
+        let url = reqwest::Url::parse(&self.base_url).map_err(|e| {
+            Error::config(format!("`base_url` {:?} is not a URL: {e}", self.base_url))
+        })?;
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if is_loopback(&url) => Ok(()),
+            "http" => Err(Error::config(format!(
+                "`base_url` {:?} uses plain http, which is only allowed for loopback hosts; use https",
+                self.base_url
+            ))),
+            other => Err(Error::config(format!(
+                "`base_url` scheme {other:?} is not supported; use https"
+            ))),
+        }
+    }
+
+    /// Every secret value, so the output can scrub them from logs.
+    pub fn secrets(&self) -> Vec<String> {
+        vec![
+            self.api_key.expose().to_owned(),
+            self.api_secret.expose().to_owned(),
+        ]
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl SourceConfig {
+    pub fn from_value(raw: &Value) -> Result<Self> {
+        let config: Self = parse(raw)?;
+        config.api.validate()?;
+        config.start()?;
+        Ok(config)
+    }
+
+    /// The parsed `start_date`, if any.
+    pub fn start(&self) -> Result<Option<Timestamp>> {
+        self.start_date
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.parse::<Timestamp>().map_err(|e| {
+                    Error::config(format!("`start_date` {s:?} is not a UTC date-time: {e}"))
+                })
+            })
+            .transpose()
+    }
+}
+
+impl DestinationConfig {
+    pub fn from_value(raw: &Value) -> Result<Self> {
+        let config: Self = parse(raw)?;
+        config.api.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn minimal() -> Value {
+        json!({"api_key": "k-123", "api_secret": "p-456"})
+    }
+
+    #[test]
+    fn defaults_apply_when_optional_fields_are_absent() {
+        let config = SourceConfig::from_value(&minimal()).unwrap();
+        assert_eq!(config.page_size, 25);
+        assert_eq!(config.api.requests_per_second, 10);
+        assert_eq!(config.lookback_window_days, 1);
+        assert!(!config.include_private_calls);
+        assert_eq!(config.api.base_url, DEFAULT_BASE_URL);
+    }
+
+    #[test]
+    fn an_out_of_range_page_size_names_the_field() {
+        let mut raw = minimal();
+        raw["page_size"] = json!(500);
+        let err = SourceConfig::from_value(&raw).unwrap_err();
+        assert!(err.to_string().contains("`page_size`"), "{err}");
+        assert_eq!(
+            err.failure_type(),
+            crate::protocol::FailureType::ConfigError
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_is_a_config_error() {
+        let err = SourceConfig::from_value(&json!({"api_key": "k"})).unwrap_err();
+        assert!(err.to_string().contains("api_secret"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_on_loopback() {
+        let mut raw = minimal();
+        raw["base_url"] = json!("http://example.com");
+        assert!(
+            SourceConfig::from_value(&raw)
+                .unwrap_err()
+                .to_string()
+                .contains("loopback")
+        );
+        raw["base_url"] = json!("http://127.0.0.1:8080");
+        assert!(SourceConfig::from_value(&raw).is_ok());
+    }
+
+    #[test]
+    fn a_malformed_start_date_is_rejected_with_its_name() {
+        let mut raw = minimal();
+        raw["start_date"] = json!("yesterday");
+        assert!(
+            SourceConfig::from_value(&raw)
+                .unwrap_err()
+                .to_string()
+                .contains("start_date")
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = SourceConfig::from_value(&minimal()).unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("k-123") && !debug.contains("p-456"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn the_spec_marks_both_credentials_secret_and_allows_extra_keys() {
+        let spec = connection_specification::<SourceConfig>();
+        assert_eq!(spec["properties"]["api_key"]["airbyte_secret"], json!(true));
+        assert_eq!(
+            spec["properties"]["api_secret"]["airbyte_secret"],
+            json!(true)
+        );
+        assert_eq!(spec["additionalProperties"], json!(true));
+        assert_eq!(
+            spec["$schema"],
+            json!("http://json-schema.org/draft-07/schema#")
+        );
+        assert!(!spec.to_string().contains("$ref"));
+    }
+}

@@ -1,0 +1,136 @@
+//! The connector's one error type, and the single place that decides how each failure is
+//! reported: its `failure_type` and the message a user can act on.
+//!
+//! `Display` is the internal message (what happened, for the logs and `internal_message`);
+//! [`Error::user_message`] is the sentence shown in the Airbyte UI.
+
+use crate::protocol::{ErrorTrace, FailureType, StreamDescriptor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config does not satisfy the spec, or a value in it cannot be used.
+    #[error("invalid config: {0}")]
+    Config(String),
+
+    /// The API refused the credentials (401/403).
+    #[error("{method} {path} answered HTTP {status}: {body}")]
+    Auth {
+        method: String,
+        path: String,
+        status: u16,
+        body: String,
+    },
+
+    /// An HTTP status the connector does not retry, or one that kept failing past the retry budget.
+    #[error("{method} {path} answered HTTP {status} after {attempts} attempt(s): {body}")]
+    Http {
+        method: String,
+        path: String,
+        status: u16,
+        attempts: u32,
+        body: String,
+    },
+
+    /// The API kept answering 429 past the retry budget.
+    #[error("{method} {path} was rate limited (HTTP 429) on {attempts} attempts in a row")]
+    RateLimited {
+        method: String,
+        path: String,
+        attempts: u32,
+    },
+
+    /// The request never got an HTTP answer (DNS, refused connection, reset, timeout).
+    #[error("{method} {path} failed after {attempts} attempt(s): {detail}")]
+    Transport {
+        method: String,
+        path: String,
+        attempts: u32,
+        detail: String,
+    },
+
+    /// The API answered 200 with a body the connector cannot use.
+    #[error("{path} returned an unusable body: {detail}")]
+    InvalidResponse { path: String, detail: String },
+
+    /// A file or stdin line given to the connector is unreadable (catalog, state, messages).
+    #[error("invalid {what}: {detail}")]
+    Input { what: String, detail: String },
+
+    /// A time window holds more records than `skip` can reach and cannot be split further.
+    #[error("{0}")]
+    SkipCap(String),
+
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::Config(message.into())
+    }
+
+    pub fn input(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Error::Input {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    pub fn failure_type(&self) -> FailureType {
+        match self {
+            Error::Config(_) | Error::Auth { .. } | Error::Input { .. } => FailureType::ConfigError,
+            Error::RateLimited { .. } | Error::Transport { .. } => FailureType::TransientError,
+            Error::Http { status, .. } if *status >= 500 => FailureType::TransientError,
+            Error::Http { .. }
+            | Error::InvalidResponse { .. }
+            | Error::SkipCap(_)
+            | Error::Io(_) => FailureType::SystemError,
+        }
+    }
+
+    /// What the user should read, and ideally do.
+    pub fn user_message(&self) -> String {
+        match self {
+            Error::Config(message) => format!("The configuration is invalid: {message}."),
+            Error::Auth { status, .. } => format!(
+                "Clari Copilot rejected the credentials (HTTP {status}). Check the API key and the API password \
+                 (Copilot Workspace Settings > Integrations > Clari Copilot API)."
+            ),
+            Error::Http { status, path, .. } if *status >= 500 => format!(
+                "Clari Copilot kept failing with HTTP {status} on {path}. This is usually temporary: the next sync \
+                 resumes from the last checkpoint."
+            ),
+            Error::Http { status, path, body, .. } => {
+                format!("Clari Copilot refused a request to {path} (HTTP {status}): {body}")
+            }
+            Error::RateLimited { .. } => "Clari Copilot kept rate limiting the connector (HTTP 429). The next sync \
+                 resumes from the last checkpoint; lower `requests_per_second` if other tools share this API key."
+                .to_owned(),
+            Error::Transport { detail, .. } => format!(
+                "Could not reach Clari Copilot ({detail}). Check the network and the `base_url` setting."
+            ),
+            Error::InvalidResponse { path, .. } => {
+                format!("Clari Copilot returned a response from {path} that is not the expected JSON.")
+            }
+            Error::Input { what, detail } => format!("The {what} is invalid: {detail}"),
+            Error::SkipCap(message) => message.clone(),
+            Error::Io(error) => format!("An I/O error stopped the connector: {error}"),
+        }
+    }
+
+    /// True when the request reached the API and the credentials were refused.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Auth { .. })
+    }
+
+    pub fn trace(&self, stream: Option<&str>) -> ErrorTrace {
+        ErrorTrace {
+            message: self.user_message(),
+            internal_message: Some(self.to_string()),
+            failure_type: self.failure_type(),
+            stream_descriptor: stream.map(StreamDescriptor::named),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
