@@ -4,10 +4,12 @@
 //! Layers, each knowing only the ones below it:
 //! - [`protocol`]: Airbyte message types and the single stdout writer (knows no HTTP);
 //! - [`config`] and [`error`]: what users configure, and how failures are reported;
+//! - [`catalog`]: the streams' JSON schemas, embedded data files;
 //! - [`client`]: authenticated, rate-limited, retrying HTTP (knows no streams);
 //! - `source` and `destination`: the two roles, sharing only the layers above;
 //! - `sandbox`: a fake Clari Copilot API for tests and demos, which imports none of the above.
 
+pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod error;
