@@ -292,6 +292,10 @@ async fn private_calls_are_hidden_unless_include_private() {
     let (hidden, explicit, shown) = (matched(hidden), matched(explicit), matched(shown));
     assert_eq!(hidden, explicit);
     assert_eq!(shown as usize, sandbox.calls_snapshot().len());
+    assert_eq!((shown - hidden) as usize, sandbox.private_call_ids().len());
+    let private: HashSet<String> = sandbox.private_call_ids().into_iter().collect();
+    let (_, page) = get(&sandbox, "/calls", &[("limit", "100")]).await;
+    assert!(ids(&page, "calls").iter().all(|id| !private.contains(id)));
     assert!(hidden < shown);
 }
 
@@ -448,6 +452,30 @@ async fn malformed_and_truncated_bodies_are_not_json() {
     assert_eq!(get(&sandbox, "/users", &[]).await, (200, Value::Null));
     sandbox.faults().set_truncate_body(false);
     assert!(get(&sandbox, "/users", &[]).await.1["users"].is_array());
+}
+
+#[tokio::test]
+async fn reset_connection_drops_every_kth_success_mid_body() {
+    let sandbox = start_default().await;
+    sandbox.faults().set_reset_connection_every(2);
+    let client = reqwest::Client::new();
+    let mut outcomes = Vec::new();
+    for _ in 0..4 {
+        let response = client
+            .get(format!("{}/calls", sandbox.base_url()))
+            .header("X-Api-Key", KEY)
+            .header("X-Api-Password", PASSWORD)
+            .send()
+            .await;
+        // Depending on how much hyper flushed before the cut, the error surfaces while
+        // reading the head or the body.
+        let body = match response {
+            Ok(response) => response.bytes().await.ok(),
+            Err(_) => None,
+        };
+        outcomes.push(body.is_some_and(|b| serde_json::from_slice::<Value>(&b).is_ok()));
+    }
+    assert_eq!(outcomes, vec![true, false, true, false]);
 }
 
 #[tokio::test]
