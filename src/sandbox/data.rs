@@ -593,10 +593,13 @@ impl Dataset {
             rng.u8(1..CALL_STATUSES.len() as u8)
         };
         let private = rng.f64() < self.shape.private_ratio;
-        let latest = forced_modified.unwrap_or(end - 1).max(start);
-        let mut time = rng.i64(start..=latest);
-        if rng.u8(..100) < 85 {
-            time -= (time - start) % 60_000;
+        let latest = forced_modified.unwrap_or(end - 1);
+        let earliest = start.min(latest);
+        let mut time = rng.i64(earliest..=latest);
+        // Most calls are scheduled on the minute, so many share a `time`.
+        let on_the_minute = time - time.rem_euclid(60_000);
+        if rng.u8(..100) < 85 && on_the_minute >= earliest {
+            time = on_the_minute;
         }
         let mut modified = match forced_modified {
             Some(modified) => modified,

@@ -171,7 +171,8 @@ impl Faults {
         lock(&self.mutations).push((n, action));
     }
 
-    /// The next `n` write requests answer `status` (after the general faults).
+    /// The next `n` requests to the write family (`create-*`, `get-*`, `update-*`,
+    /// `delete-*`, `create-call`) answer `status`, after the general faults.
     pub fn fail_write_next(&self, n: usize, status: u16) {
         *lock(&self.fail_write_next) = FailNext {
             remaining: n,
@@ -179,7 +180,7 @@ impl Faults {
         };
     }
 
-    /// Delay added to every write request (on top of [`Faults::set_latency`]).
+    /// Delay added to every request of the write family (on top of [`Faults::set_latency`]).
     pub fn set_write_latency(&self, latency: Duration) {
         *lock(&self.write_latency) = latency;
     }

@@ -63,7 +63,9 @@ pub struct SandboxConfig {
     pub users: usize,
     /// Number of `/v2/topics` topics.
     pub topics: usize,
-    /// Number of scorecards (each scores one call and inherits its hidden time).
+    /// Number of scorecards (each scores one call and inherits its hidden time). Defaults to
+    /// `calls / 4` only through [`SandboxConfig::default`] and [`SandboxConfig::with_calls`]:
+    /// `..Default::default()` after changing `calls` keeps 125.
     pub scorecards: usize,
     /// Number of scorecard templates.
     pub scorecard_templates: usize,
@@ -105,6 +107,17 @@ impl Default for SandboxConfig {
             templates_key: "scorecardTemplates".to_owned(),
             max_response_bytes: 6_000_000,
             port: 0,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// The default tenant with `calls` calls and `calls / 4` scorecards.
+    pub fn with_calls(calls: usize) -> Self {
+        SandboxConfig {
+            calls,
+            scorecards: calls / 4,
+            ..SandboxConfig::default()
         }
     }
 }
@@ -315,7 +328,7 @@ impl SandboxHandle {
         &self.0.faults
     }
 
-    /// Every request so far, in arrival order of completion.
+    /// Every request so far, in order of completion (each carries its arrival time).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.0.journal).clone()
     }

@@ -990,12 +990,7 @@ async fn journal_records_method_path_query_and_status() {
 #[ignore]
 async fn a_million_calls_start_and_page() {
     let started = std::time::Instant::now();
-    let sandbox = start(SandboxConfig {
-        calls: 1_000_000,
-        scorecards: 250_000,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sandbox = start(SandboxConfig::with_calls(1_000_000)).await;
     eprintln!("1M calls generated in {:?}", started.elapsed());
     let (status, page) = get(
         &sandbox,
