@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
+use crate::client::RetryPolicy;
 use crate::config::{self, SourceConfig};
 use crate::error::{Error, Result};
 use crate::protocol::log_layer::{self, LogSink};
@@ -176,7 +177,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
                 Some(path) => read_state(&path)?,
                 None => source::InputState::default(),
             };
-            let summary = source::read(&config, &catalog, &state, output).await?;
+            let summary = source::read(&config, &catalog, &state, output, RetryPolicy::sync()).await?;
             if !summary.failed_streams.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }

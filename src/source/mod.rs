@@ -76,8 +76,9 @@ pub async fn read(
     catalog: &ConfiguredCatalog,
     state: &InputState,
     output: &Arc<Output>,
+    retry: RetryPolicy,
 ) -> Result<ReadSummary> {
-    let client = Client::new(&config.api, RetryPolicy::sync())?;
+    let client = Client::new(&config.api, retry)?;
     if config.api.requests_per_second > config::DOCUMENTED_REQUESTS_PER_SECOND {
         tracing::warn!(
             "requests_per_second = {} is above Clari Copilot's documented limit of {}: expect HTTP 429s",
