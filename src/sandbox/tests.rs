@@ -433,7 +433,7 @@ async fn rate_limit_answers_429_beyond_n_per_second_and_counts_them() {
 }
 
 #[tokio::test]
-async fn latency_and_write_latency_delay_requests() {
+async fn latency_delays_every_request() {
     let sandbox = start_default().await;
     sandbox.faults().set_latency(Duration::from_millis(100));
     let started = std::time::Instant::now();
