@@ -177,7 +177,8 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
                 Some(path) => read_state(&path)?,
                 None => source::InputState::default(),
             };
-            let summary = source::read(&config, &catalog, &state, output, RetryPolicy::sync()).await?;
+            let summary =
+                source::read(&config, &catalog, &state, output, RetryPolicy::sync()).await?;
             if !summary.failed_streams.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }

@@ -18,7 +18,11 @@ pub const KEY: &str = "sbx-key-7f3a91";
 pub const PASSWORD: &str = "sbx-pass-c4e2d8";
 
 pub fn sandbox_config(calls: usize) -> SandboxConfig {
-    SandboxConfig { api_key: KEY.into(), api_password: PASSWORD.into(), ..SandboxConfig::with_calls(calls) }
+    SandboxConfig {
+        api_key: KEY.into(),
+        api_password: PASSWORD.into(),
+        ..SandboxConfig::with_calls(calls)
+    }
 }
 
 pub async fn start(config: SandboxConfig) -> Sandbox {
@@ -57,7 +61,11 @@ pub fn catalog(streams: &[(&str, &str)]) -> ConfiguredCatalog {
     let configured: Vec<Value> = streams
         .iter()
         .map(|(name, mode)| {
-            let stream = discovered.streams.iter().find(|s| s.name == *name).expect("known stream");
+            let stream = discovered
+                .streams
+                .iter()
+                .find(|s| s.name == *name)
+                .expect("known stream");
             json!({"stream": stream, "sync_mode": mode, "destination_sync_mode": "append"})
         })
         .collect();
@@ -75,7 +83,9 @@ pub async fn read(config: Value, catalog: &ConfiguredCatalog, state: &Value) -> 
     let output = Output::new(Box::new(sink.clone()));
     let config = SourceConfig::from_value(&config).expect("valid config");
     let state = InputState::from_value(state).expect("valid state");
-    let summary = source::read(&config, catalog, &state, &output, fast_retries()).await.map_err(|e| e.to_string());
+    let summary = source::read(&config, catalog, &state, &output, fast_retries())
+        .await
+        .map_err(|e| e.to_string());
     output.flush().unwrap();
     let messages = parse_lines(&sink.contents());
     Run { messages, summary }
@@ -83,10 +93,14 @@ pub async fn read(config: Value, catalog: &ConfiguredCatalog, state: &Value) -> 
 
 /// Every line must be one JSON protocol message, and no line may carry a credential.
 pub fn parse_lines(text: &str) -> Vec<Value> {
-    assert!(!text.contains(KEY) && !text.contains(PASSWORD), "a credential leaked into the output");
+    assert!(
+        !text.contains(KEY) && !text.contains(PASSWORD),
+        "a credential leaked into the output"
+    );
     text.lines()
         .map(|line| {
-            let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let value: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             assert!(value["type"].is_string(), "not an Airbyte message: {line}");
             value
         })
@@ -99,15 +113,23 @@ impl Run {
     }
 
     pub fn records(&self, stream: &str) -> Vec<&Value> {
-        self.of_type("RECORD").filter(|m| m["record"]["stream"] == stream).map(|m| &m["record"]["data"]).collect()
+        self.of_type("RECORD")
+            .filter(|m| m["record"]["stream"] == stream)
+            .map(|m| &m["record"]["data"])
+            .collect()
     }
 
     pub fn ids(&self, stream: &str, key: &str) -> BTreeSet<String> {
-        self.records(stream).iter().map(|r| r[key].as_str().expect("string key").to_owned()).collect()
+        self.records(stream)
+            .iter()
+            .map(|r| r[key].as_str().expect("string key").to_owned())
+            .collect()
     }
 
     pub fn states(&self, stream: &str) -> Vec<&Value> {
-        self.of_type("STATE").filter(|m| m["state"]["stream"]["stream_descriptor"]["name"] == stream).collect()
+        self.of_type("STATE")
+            .filter(|m| m["state"]["stream"]["stream_descriptor"]["name"] == stream)
+            .collect()
     }
 
     /// The state input the platform would hand to the next sync.
@@ -115,7 +137,9 @@ impl Run {
         let mut latest: Vec<Value> = Vec::new();
         for message in self.of_type("STATE") {
             let state = &message["state"];
-            latest.retain(|s| s["stream"]["stream_descriptor"] != state["stream"]["stream_descriptor"]);
+            latest.retain(|s| {
+                s["stream"]["stream_descriptor"] != state["stream"]["stream_descriptor"]
+            });
             latest.push(state.clone());
         }
         Value::Array(latest)
@@ -125,12 +149,20 @@ impl Run {
         self.of_type("TRACE")
             .filter(|m| m["trace"]["type"] == "STREAM_STATUS")
             .filter(|m| m["trace"]["stream_status"]["stream_descriptor"]["name"] == stream)
-            .map(|m| m["trace"]["stream_status"]["status"].as_str().unwrap().to_owned())
+            .map(|m| {
+                m["trace"]["stream_status"]["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     }
 
     pub fn errors(&self) -> Vec<&Value> {
-        self.of_type("TRACE").filter(|m| m["trace"]["type"] == "ERROR").map(|m| &m["trace"]["error"]).collect()
+        self.of_type("TRACE")
+            .filter(|m| m["trace"]["type"] == "ERROR")
+            .map(|m| &m["trace"]["error"])
+            .collect()
     }
 }
 
