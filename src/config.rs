@@ -159,10 +159,13 @@ pub fn connection_specification<T: JsonSchema>() -> Value {
 }
 
 /// Removes schemars artefacts the Airbyte UI and CAT do not want: integer `format`s such as
-/// `uint32` and `"default": null`.
+/// `uint32`, `"default": null`, and the line breaks of wrapped doc comments in descriptions.
 fn tidy(value: &mut Value) {
     match value {
         Value::Object(map) => {
+            if let Some(Value::String(text)) = map.get_mut("description") {
+                *text = text.replace('\n', " ");
+            }
             if map
                 .get("format")
                 .and_then(Value::as_str)

@@ -2,6 +2,8 @@
 //! protocol output, and accessors over the captured messages.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod process;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
