@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 pub use retry::RetryPolicy;
 use retry::{Action, TransportFailure, classify_status, classify_transport};
 
+/// Fraction of the configured rate actually used; see [`pacing`].
+const PACING_MARGIN: f64 = 0.95;
+
 /// Longest error body quoted in a message: enough to read Clari's `errorMessage`.
 const ERROR_BODY_LIMIT: usize = 300;
 
@@ -108,10 +111,7 @@ impl Client {
             .timeout(policy.request_timeout)
             .build()
             .map_err(|e| Error::config(format!("cannot build the HTTP client: {e}")))?;
-        let rate = NonZeroU32::new(settings.requests_per_second).unwrap_or(NonZeroU32::MIN);
-        // Burst of one: requests are spaced evenly, so a rolling one-second window on the
-        // server side never sees more than `rate` of them.
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN));
+        let limiter = RateLimiter::direct(pacing(settings.requests_per_second));
         Ok(Arc::new(Self {
             http,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
@@ -274,6 +274,17 @@ impl Client {
             body: response.body_snippet(),
         }
     }
+}
+
+/// Requests are spaced evenly (a burst of one) and 5% under the configured rate: a server
+/// counting arrivals in a rolling second must never see more than the limit, even when network
+/// jitter brings two requests closer together than they left.
+fn pacing(requests_per_second: u32) -> Quota {
+    let rate = f64::from(requests_per_second.max(1)) * PACING_MARGIN;
+    let period = std::time::Duration::from_secs_f64(1.0 / rate);
+    Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN)
 }
 
 fn retry_after(headers: &HeaderMap, status: StatusCode) -> Option<std::time::Duration> {
