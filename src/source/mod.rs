@@ -78,6 +78,8 @@ pub async fn read(
     output: &Arc<Output>,
     retry: RetryPolicy,
 ) -> Result<ReadSummary> {
+    // Callers normally registered them already; a read must be safe even when they did not.
+    output.add_secrets(config.api.secrets());
     let client = Client::new(&config.api, retry)?;
     if config.api.requests_per_second > config::DOCUMENTED_REQUESTS_PER_SECOND {
         tracing::warn!(
