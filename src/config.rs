@@ -111,6 +111,31 @@ pub struct SourceConfig {
     #[serde(default = "default_page_size")]
     #[schemars(title = "Page size", range(min = 1, max = 100), extend("order" = 5, "examples" = [25]))]
     pub page_size: u32,
+
+    /// `call-details` fetches a call's transcript and summary once its status is one of these,
+    /// and again only when its status changes. POST_PROCESSING_DONE is when Clari has finished
+    /// the transcript, the summary and the metrics; calls in other statuses are fetched later,
+    /// when they reach one of these.
+    #[serde(default = "default_call_details_statuses")]
+    #[schemars(title = "Call details: finished statuses", extend("order" = 6, "examples" = [["POST_PROCESSING_DONE"]]))]
+    pub call_details_statuses: Vec<String>,
+
+    /// At most this many `/call-details` requests per sync, to protect the weekly quota of
+    /// 100,000 requests. When the next batch would pass it, the sync stops cleanly at its last
+    /// checkpoint and the next sync carries on from there. Empty means no cap.
+    #[serde(default)]
+    #[schemars(title = "Call details: requests per sync", range(min = 1), extend("order" = 7, "examples" = [5000]))]
+    pub call_details_max_requests: Option<u32>,
+
+    /// Ask `call-details` for a signed `audio_url`. Signed URLs expire 4 hours after the sync.
+    #[serde(default)]
+    #[schemars(title = "Call details: include audio URL", extend("order" = 8))]
+    pub call_details_include_audio: bool,
+
+    /// Ask `call-details` for a signed `video_url`. Signed URLs expire 4 hours after the sync.
+    #[serde(default)]
+    #[schemars(title = "Call details: include video URL", extend("order" = 9))]
+    pub call_details_include_video: bool,
 }
 
 /// What the destination does with a record the schema or the API rejects.
@@ -153,6 +178,9 @@ fn default_lookback_days() -> u32 {
 }
 fn default_page_size() -> u32 {
     25
+}
+fn default_call_details_statuses() -> Vec<String> {
+    vec!["POST_PROCESSING_DONE".to_owned()]
 }
 
 /// The `connectionSpecification` of a config type: draft-07, no `$ref`, Airbyte's extensions.

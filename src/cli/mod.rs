@@ -19,6 +19,7 @@ use crate::protocol::{ErrorTrace, FailureType, Message, Output, Status};
 use crate::source;
 
 mod human;
+mod proxy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -74,6 +75,9 @@ pub enum Command {
     Demo(human::SandboxArgs),
     /// For people: serve the local fake Clari Copilot API until Ctrl-C.
     Sandbox(human::SandboxArgs),
+    /// For people: send one authenticated request to the API (same auth, rate limit and retries
+    /// as a sync); the body goes to stdout, the status to stderr.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// The role implied by the program's file name.
@@ -122,6 +126,7 @@ pub fn main() -> ExitCode {
     match args.command {
         Command::Demo(options) => run_human(human::demo(options)),
         Command::Sandbox(options) => run_human(human::sandbox(options)),
+        Command::Proxy(options) => run_human(proxy::proxy(options)),
         command => run(role, command, output),
     }
 }
@@ -214,7 +219,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
                 "`write` is a destination command: run the binary as destination-clari-copilot or with --role destination",
             ));
         }
-        (_, Command::Demo(_) | Command::Sandbox(_)) => {
+        (_, Command::Demo(_) | Command::Sandbox(_) | Command::Proxy(_)) => {
             unreachable!("human commands are dispatched by main")
         }
         (Role::Destination, _) => {
