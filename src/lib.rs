@@ -14,3 +14,4 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod protocol;
+pub mod sandbox;

@@ -1,0 +1,233 @@
+//! Runtime-switchable fault injection. Every switch is thread-safe, takes effect on the next
+//! request, and can be flipped while a connector is mid-sync.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use super::SandboxHandle;
+use super::reply::ApiError;
+
+/// A data change applied after a given `/calls` request, to model data that moves while a
+/// connector pages a window (see [`Faults::mutate_after_calls_requests`]).
+pub enum Mutation {
+    /// Status changes: each call gets `status` and `last_modified` (like [`SandboxHandle::touch_call`]).
+    TouchCalls {
+        ids: Vec<String>,
+        status: String,
+        last_modified: Timestamp,
+    },
+    /// `n` new calls modified at `last_modified` (like [`SandboxHandle::add_calls`]).
+    AddCalls { n: usize, last_modified: Timestamp },
+    /// Anything else, with full access to the sandbox.
+    Custom(Box<dyn Fn(&SandboxHandle) + Send + Sync>),
+}
+
+impl std::fmt::Debug for Mutation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mutation::TouchCalls { ids, status, .. } => {
+                write!(f, "TouchCalls({ids:?} -> {status})")
+            }
+            Mutation::AddCalls { n, .. } => write!(f, "AddCalls({n})"),
+            Mutation::Custom(_) => f.write_str("Custom"),
+        }
+    }
+}
+
+/// "Fail the next `remaining` requests with `status`".
+#[derive(Default)]
+struct FailNext {
+    remaining: usize,
+    status: u16,
+}
+
+impl FailNext {
+    fn take(&mut self) -> Option<u16> {
+        (self.remaining > 0).then(|| {
+            self.remaining -= 1;
+            self.status
+        })
+    }
+}
+
+/// Requests admitted in the last second, for the rolling-window rate limit.
+#[derive(Default)]
+struct RateLimit {
+    per_second: Option<u32>,
+    admitted: VecDeque<Instant>,
+}
+
+impl RateLimit {
+    /// Admits a request now, or answers false when the last second is already full.
+    fn admit(&mut self, now: Instant) -> bool {
+        let Some(limit) = self.per_second else {
+            return true;
+        };
+        while self
+            .admitted
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.admitted.pop_front();
+        }
+        let admit = self.admitted.len() < limit as usize;
+        if admit {
+            self.admitted.push_back(now);
+        }
+        admit
+    }
+}
+
+/// The fault switches of one sandbox. All off by default.
+#[derive(Default)]
+pub struct Faults {
+    fail_next: Mutex<FailNext>,
+    fail_every: Mutex<(usize, u16)>,
+    authenticated_requests: AtomicUsize,
+    latency: Mutex<Duration>,
+    rate_limit: Mutex<RateLimit>,
+    rate_limited: AtomicUsize,
+    malformed_body: AtomicBool,
+    truncate_body: AtomicBool,
+    unstable_default_order: AtomicBool,
+    calls_requests: AtomicUsize,
+    mutations: Mutex<Vec<(usize, Mutation)>>,
+    fail_write_next: Mutex<FailNext>,
+    write_latency: Mutex<Duration>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Faults {
+    /// The next `n` authenticated requests (any path) answer `status` with the body the real
+    /// gateway would send (see [`ApiError::injected`]), without `Retry-After`.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        *lock(&self.fail_next) = FailNext {
+            remaining: n,
+            status,
+        };
+    }
+
+    /// Every `k`-th authenticated request fails with `status`; `k = 0` turns this off.
+    pub fn fail_every(&self, k: usize, status: u16) {
+        *lock(&self.fail_every) = (k, status);
+    }
+
+    /// Delay added to every authenticated request.
+    pub fn set_latency(&self, latency: Duration) {
+        *lock(&self.latency) = latency;
+    }
+
+    /// At most `per_second` requests in any rolling second; the excess gets 429 without
+    /// `Retry-After`. `None` turns the limit off. Rejected requests do not use up the window.
+    pub fn set_rate_limit(&self, per_second: Option<u32>) {
+        let mut limit = lock(&self.rate_limit);
+        limit.per_second = per_second;
+        limit.admitted.clear();
+    }
+
+    /// How many 429s the rate limit has produced.
+    pub fn rate_limited_count(&self) -> usize {
+        self.rate_limited.load(Ordering::SeqCst)
+    }
+
+    /// 200 responses carry a body that is not JSON (a truncated HTML error page).
+    pub fn set_malformed_body(&self, on: bool) {
+        self.malformed_body.store(on, Ordering::SeqCst);
+    }
+
+    /// 200 responses carry their JSON cut in the middle.
+    pub fn set_truncate_body(&self, on: bool) {
+        self.truncate_body.store(on, Ordering::SeqCst);
+    }
+
+    /// `/calls` without `sortTime` answers its matches in an order that changes with every
+    /// request (deterministically, from the `/calls` request counter). Off by default: the
+    /// default order is then `time`, `id`, which the real API does not promise.
+    pub fn set_unstable_default_order(&self, on: bool) {
+        self.unstable_default_order.store(on, Ordering::SeqCst);
+    }
+
+    /// Applies `action` right after the `n`-th `/calls` request (counting from 1 the requests
+    /// that reached the `/calls` handler, i.e. were not failed by a fault) has been answered:
+    /// request `n` sees the old data, request `n + 1` the new. An `n` already passed applies
+    /// after the next `/calls` request.
+    pub fn mutate_after_calls_requests(&self, n: usize, action: Mutation) {
+        lock(&self.mutations).push((n, action));
+    }
+
+    /// The next `n` write requests answer `status` (after the general faults).
+    pub fn fail_write_next(&self, n: usize, status: u16) {
+        *lock(&self.fail_write_next) = FailNext {
+            remaining: n,
+            status,
+        };
+    }
+
+    /// Delay added to every write request (on top of [`Faults::set_latency`]).
+    pub fn set_write_latency(&self, latency: Duration) {
+        *lock(&self.write_latency) = latency;
+    }
+
+    /// The faults decided before an authenticated request runs: latency, rate limit,
+    /// `fail_next`, `fail_every`, in that order.
+    pub(crate) async fn before_request(&self) -> Result<(), ApiError> {
+        let latency = *lock(&self.latency);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if !lock(&self.rate_limit).admit(Instant::now()) {
+            self.rate_limited.fetch_add(1, Ordering::SeqCst);
+            return Err(ApiError::injected(429));
+        }
+        if let Some(status) = lock(&self.fail_next).take() {
+            return Err(ApiError::injected(status));
+        }
+        let count = self.authenticated_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        match *lock(&self.fail_every) {
+            (k, status) if k > 0 && count % k == 0 => Err(ApiError::injected(status)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The write-only faults: write latency, then `fail_write_next`.
+    pub(crate) async fn before_write(&self) -> Result<(), ApiError> {
+        let latency = *lock(&self.write_latency);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        match lock(&self.fail_write_next).take() {
+            Some(status) => Err(ApiError::injected(status)),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn malformed_body(&self) -> bool {
+        self.malformed_body.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn truncate_body(&self) -> bool {
+        self.truncate_body.load(Ordering::SeqCst)
+    }
+
+    /// Counts a `/calls` request; returns its number (from 1) and whether the default order
+    /// should be shuffled for it.
+    pub(crate) fn count_calls_request(&self) -> (usize, bool) {
+        let n = self.calls_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        (n, self.unstable_default_order.load(Ordering::SeqCst))
+    }
+
+    /// The mutations due after `/calls` request number `n`, removed from the queue.
+    pub(crate) fn due_mutations(&self, n: usize) -> Vec<Mutation> {
+        let mut pending = lock(&self.mutations);
+        let (due, later): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(at, _)| *at <= n);
+        *pending = later;
+        due.into_iter().map(|(_, action)| action).collect()
+    }
+}

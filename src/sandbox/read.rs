@@ -1,0 +1,124 @@
+//! The read endpoints: `/calls`, `/call-details`, `/users`, `/v2/topics`, `/scorecard` and
+//! `/scorecard-template`. Records are rendered under the data lock and serialized at once,
+//! so a response is one consistent snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::Response;
+
+use super::data::{CallFilter, CallOrder, Media};
+use super::query::Params;
+use super::reply::{ApiError, ok_json, paged};
+use super::{SandboxHandle, Shared};
+
+/// Default `limit` of `/calls`.
+const CALLS_DEFAULT_LIMIT: usize = 25;
+/// Default `limit` of `/scorecard`.
+const SCORECARD_DEFAULT_LIMIT: usize = 50;
+
+fn media(params: &Params) -> Result<Media, ApiError> {
+    Ok(Media {
+        audio: params.flag("includeAudio", false)?,
+        video: params.flag("includeVideo", false)?,
+    })
+}
+
+/// `GET /calls`. After answering, applies the mutations due after this request.
+pub(crate) async fn calls(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let params = Params::from_uri(&uri)?;
+    let page = params.page(CALLS_DEFAULT_LIMIT, true)?;
+    let filter = CallFilter {
+        time: params.range("filterTime")?,
+        modified: params.range("filterModified")?,
+        include_private: params.flag("includePrivate", false)?,
+    };
+    let media = media(&params)?;
+    let (request_number, unstable) = shared.faults.count_calls_request();
+    let order = match params.get("sortTime") {
+        Some("asc") => CallOrder::Asc,
+        Some("desc") => CallOrder::Desc,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "sortTime must be asc or desc, got {other:?}"
+            )));
+        }
+        None if unstable => CallOrder::Shuffled(request_number as u64),
+        None => CallOrder::Asc,
+    };
+    let response = {
+        let data = shared.data();
+        let matches = data.find_calls(&filter, order);
+        paged("calls", &matches, page, |i| data.render_call(i, media))
+    };
+    let handle = SandboxHandle(Arc::clone(&shared));
+    for mutation in shared.faults.due_mutations(request_number) {
+        handle.apply(mutation);
+    }
+    Ok(response)
+}
+
+/// `GET /call-details?id=`: 404 for an unknown id.
+pub(crate) async fn call_details(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let params = Params::from_uri(&uri)?;
+    let media = media(&params)?;
+    let id = params
+        .get("id")
+        .ok_or_else(|| ApiError::bad_request("id is required"))?;
+    let data = shared.data();
+    let details = data
+        .render_call_details(id, media)
+        .ok_or_else(ApiError::not_found)?;
+    Ok(ok_json(&BTreeMap::from([("call", details)])))
+}
+
+/// `GET /users`: one page, no pagination, `skip`/`limit` ignored.
+pub(crate) async fn users(State(shared): State<Arc<Shared>>) -> Response {
+    ok_json(&BTreeMap::from([("users", &shared.data().users)]))
+}
+
+/// `GET /v2/topics`, filterable by the topics' (hidden) modified time.
+pub(crate) async fn topics(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let range = Params::from_uri(&uri)?.range("filterModified")?;
+    let data = shared.data();
+    Ok(ok_json(&BTreeMap::from([(
+        "topics",
+        data.topics_modified(range),
+    )])))
+}
+
+/// `GET /scorecard`: paged like `/calls`; `filterTime*` applies to the scored call's time.
+pub(crate) async fn scorecards(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let params = Params::from_uri(&uri)?;
+    let page = params.page(SCORECARD_DEFAULT_LIMIT, false)?;
+    let time = params.range("filterTime")?;
+    let data = shared.data();
+    let matches = data.find_scorecards(
+        time,
+        params.get("filterRepId"),
+        params.get("filterScorerId"),
+    );
+    Ok(paged("scorecards", &matches, page, |i| {
+        data.render_scorecard(i)
+    }))
+}
+
+/// `GET /scorecard-template`, under the configured key (`scorecardTemplates` by default).
+pub(crate) async fn scorecard_templates(State(shared): State<Arc<Shared>>) -> Response {
+    let key = shared.config.templates_key.as_str();
+    ok_json(&BTreeMap::from([(key, &shared.data().templates)]))
+}

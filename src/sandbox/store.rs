@@ -1,0 +1,243 @@
+//! The write endpoints: CRM accounts, contacts and deals keyed by `crm_id`, and uploaded
+//! calls keyed by `source_id`. What they store is inspectable through [`WriteStore`], with
+//! counters that let tests spot duplicates and replays.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+use fastrand::Rng;
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use super::data::{uuid, uuid_string};
+use super::query::Params;
+use super::reply::{ApiError, ok_json};
+
+/// The `APICallType` values `create-call` accepts.
+const API_CALL_TYPES: [&str; 5] = [
+    "RECORDING",
+    "VENDASTA",
+    "KNOWLARITY",
+    "CALL_HIPPO",
+    "RINGOVER",
+];
+
+/// Per-object-type operation counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub accounts: usize,
+    pub contacts: usize,
+    pub deals: usize,
+    pub calls: usize,
+}
+
+impl Counts {
+    pub fn total(&self) -> usize {
+        self.accounts + self.contacts + self.deals + self.calls
+    }
+}
+
+/// A snapshot of what the write endpoints stored.
+#[derive(Clone, Debug, Default)]
+pub struct WriteStore {
+    /// Accounts by `crm_id` (the latest create or update wins; see `duplicate_creates`).
+    pub accounts: BTreeMap<String, Value>,
+    pub contacts: BTreeMap<String, Value>,
+    pub deals: BTreeMap<String, Value>,
+    /// Uploaded calls by `source_id`: the request body plus the assigned `call_id`.
+    pub calls: BTreeMap<String, Value>,
+    /// Successful creates (create-call overwrites count as updates).
+    pub creates: Counts,
+    pub updates: Counts,
+    pub deletes: Counts,
+    /// Creates for a `crm_id` that already existed. The real API's behaviour there is
+    /// undocumented; the sandbox stores a second object and counts it here, so a test can
+    /// detect a connector that creates where it should update.
+    pub duplicate_creates: Counts,
+}
+
+/// The CRM object families, which share their four routes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum CrmKind {
+    Account,
+    Contact,
+    Deal,
+}
+
+impl CrmKind {
+    pub(crate) const ALL: [CrmKind; 3] = [CrmKind::Account, CrmKind::Contact, CrmKind::Deal];
+
+    /// The path suffix: `/create-<name>`, `/get-<name>`, ...
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CrmKind::Account => "account",
+            CrmKind::Contact => "contact",
+            CrmKind::Deal => "deal",
+        }
+    }
+
+    fn objects(self, store: &mut WriteStore) -> &mut BTreeMap<String, Value> {
+        match self {
+            CrmKind::Account => &mut store.accounts,
+            CrmKind::Contact => &mut store.contacts,
+            CrmKind::Deal => &mut store.deals,
+        }
+    }
+
+    fn count(self, counts: &mut Counts) -> &mut usize {
+        match self {
+            CrmKind::Account => &mut counts.accounts,
+            CrmKind::Contact => &mut counts.contacts,
+            CrmKind::Deal => &mut counts.deals,
+        }
+    }
+}
+
+/// The write side's state: the store plus what validation needs.
+pub(crate) struct Writes {
+    pub store: WriteStore,
+    rng: Rng,
+    recording_emails: Vec<String>,
+}
+
+fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError::bad_request("request body must be a JSON object")),
+    }
+}
+
+/// A required non-empty string field.
+fn required<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("{field} is required")))
+}
+
+fn strings<'a>(body: &'a Map<String, Value>, field: &str) -> impl Iterator<Item = &'a str> {
+    body.get(field)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+impl Writes {
+    pub(crate) fn new(seed: u64, recording_emails: Vec<String>) -> Writes {
+        Writes {
+            store: WriteStore::default(),
+            rng: Rng::with_seed(seed ^ 0x5752_4954_4553),
+            recording_emails,
+        }
+    }
+
+    /// A 24-hex Copilot id, like a Mongo ObjectId.
+    fn object_id(&mut self) -> String {
+        format!("{:024x}", self.rng.u128(..1 << 96))
+    }
+
+    pub(crate) fn create(&mut self, kind: CrmKind, body: &Bytes) -> Result<Response, ApiError> {
+        let mut body = object(body)?;
+        let crm_id = required(&body, "crm_id")?.to_owned();
+        body.insert("id".to_owned(), Value::String(self.object_id()));
+        let value = Value::Object(body);
+        if kind
+            .objects(&mut self.store)
+            .insert(crm_id, value.clone())
+            .is_some()
+        {
+            *kind.count(&mut self.store.duplicate_creates) += 1;
+        }
+        *kind.count(&mut self.store.creates) += 1;
+        Ok(ok_json(&value))
+    }
+
+    pub(crate) fn get(&mut self, kind: CrmKind, uri: &Uri) -> Result<Response, ApiError> {
+        let params = Params::from_uri(uri)?;
+        let id = params
+            .get("id")
+            .ok_or_else(|| ApiError::bad_request("id is required"))?;
+        kind.objects(&mut self.store)
+            .get(id)
+            .map(ok_json)
+            .ok_or_else(ApiError::not_found)
+    }
+
+    /// Merges the body's fields into the object named by the body's `crm_id`; the Copilot
+    /// `id` stays the one assigned at creation.
+    pub(crate) fn update(&mut self, kind: CrmKind, body: &Bytes) -> Result<Response, ApiError> {
+        let body = object(body)?;
+        let crm_id = required(&body, "crm_id")?;
+        let Some(Value::Object(stored)) = kind.objects(&mut self.store).get_mut(crm_id) else {
+            return Err(ApiError::not_found());
+        };
+        for (key, value) in body.into_iter().filter(|(key, _)| key != "id") {
+            stored.insert(key, value);
+        }
+        let updated = Value::Object(stored.clone());
+        *kind.count(&mut self.store.updates) += 1;
+        Ok(ok_json(&updated))
+    }
+
+    /// Deletes by the JSON body's `id` (the CRM id) and answers the last snapshot.
+    pub(crate) fn delete(&mut self, kind: CrmKind, body: &Bytes) -> Result<Response, ApiError> {
+        let body = object(body)?;
+        let id = required(&body, "id")?;
+        let removed = kind
+            .objects(&mut self.store)
+            .remove(id)
+            .ok_or_else(ApiError::not_found)?;
+        *kind.count(&mut self.store.deletes) += 1;
+        Ok(ok_json(&removed))
+    }
+
+    /// `POST /create-call`: validates like the spec describes, then stores by `source_id`.
+    pub(crate) fn create_call(&mut self, body: &Bytes) -> Result<Response, ApiError> {
+        let mut body = object(body)?;
+        let source_id = required(&body, "source_id")?.to_owned();
+        let call_time = required(&body, "call_time")?;
+        let kind = required(&body, "type")?;
+        required(&body, "audio_url")?;
+        if call_time.parse::<Timestamp>().is_err() {
+            return Err(ApiError::bad_request(format!(
+                "call_time must be an RFC 3339 date-time, got {call_time:?}"
+            )));
+        }
+        if !API_CALL_TYPES.contains(&kind) {
+            return Err(ApiError::bad_request(format!(
+                "type must be one of {}",
+                API_CALL_TYPES.join(", ")
+            )));
+        }
+        let recording_user = strings(&body, "user_emails")
+            .any(|email| self.recording_emails.iter().any(|e| e == email))
+            || strings(&body, "source_user_ids").any(|id| !id.is_empty());
+        if !recording_user {
+            return Err(ApiError::with_body(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "no recording user" }),
+            ));
+        }
+        let overwrite = body.get("force_overwrite_old_call") == Some(&Value::Bool(true));
+        let exists = self.store.calls.contains_key(&source_id);
+        if exists && !overwrite {
+            return Err(ApiError::with_body(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "call with source_id already exists" }),
+            ));
+        }
+        let call_id = uuid_string(&uuid(&mut self.rng));
+        body.insert("call_id".to_owned(), Value::String(call_id.clone()));
+        self.store.calls.insert(source_id, Value::Object(body));
+        let counts = if exists {
+            &mut self.store.updates
+        } else {
+            &mut self.store.creates
+        };
+        counts.calls += 1;
+        Ok(ok_json(&json!({ "call_id": call_id })))
+    }
+}
