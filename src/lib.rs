@@ -12,6 +12,7 @@
 pub mod catalog;
 pub mod client;
 pub mod config;
+pub mod destination;
 pub mod error;
 pub mod protocol;
 pub mod sandbox;
