@@ -364,8 +364,8 @@ mod tests {
             prop_assert_eq!(run.released.len(), sent_states);
             prop_assert_eq!(acks.held_states(), 0);
             prop_assert_eq!(acks.unacknowledged(), 0);
-            for s in 0..3 {
-                prop_assert!(run.counted_per_stream[s] <= acked_per_stream[s]);
+            for (counted, acked) in run.counted_per_stream.iter().zip(acked_per_stream) {
+                prop_assert!(*counted <= acked);
             }
         }
     }

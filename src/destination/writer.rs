@@ -96,14 +96,27 @@ impl Writer {
     }
 
     /// Runs until the input ends and every record is acknowledged, or until SIGTERM (then
-    /// what was already taken is finished), or until the first error.
+    /// what was already taken is finished), or until the first error (then the requests in
+    /// flight are finished, so their states can still be echoed, and nothing new is sent).
     pub async fn run(mut self, mut input: mpsc::Receiver<Item>) -> Result<WriteSummary> {
+        let outcome = self.process(&mut input).await;
+        input.close();
+        if outcome.is_err() {
+            self.wind_down().await;
+        }
+        self.echo_released()?;
+        outcome?;
+        self.summary.requests = self.client.requests_sent();
+        Ok(self.summary)
+    }
+
+    async fn process(&mut self, input: &mut mpsc::Receiver<Item>) -> Result<()> {
         let mut terminate = terminate_signal();
         let mut input_open = true;
         loop {
             self.start_ready();
             if !input_open && self.tasks.is_empty() {
-                break;
+                return Ok(());
             }
             let accepting = input_open
                 && self.acks.unacknowledged() < MAX_UNACKNOWLEDGED
@@ -111,7 +124,7 @@ impl Writer {
             tokio::select! {
                 biased;
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
-                    let (job, result) = done.map_err(|e| Error::Io(std::io::Error::other(format!("a write task failed: {e}"))))?;
+                    let (job, result) = done.map_err(task_failed)?;
                     self.finish(job, result)?;
                 }
                 () = terminated(&mut terminate), if input_open => {
@@ -124,13 +137,22 @@ impl Writer {
                     Some(item) => self.take(item)?,
                     None => input_open = false,
                 },
-                else => return Err(Error::Io(std::io::Error::other("the write loop has nothing to wait for"))),
+                else => return Err(task_failed("the write loop has nothing to wait for")),
             }
             self.echo_released()?;
         }
-        self.echo_released()?;
-        self.summary.requests = self.client.requests_sent();
-        Ok(self.summary)
+    }
+
+    /// After an error: sends nothing new, but lets the requests in flight finish and counts
+    /// what they wrote. Their own errors were already logged and change nothing.
+    async fn wind_down(&mut self) {
+        self.ready.clear();
+        self.busy.clear();
+        while let Some(done) = self.tasks.join_next().await {
+            if let Ok((job, result)) = done {
+                let _ = self.finish(job, result);
+            }
+        }
     }
 
     fn take(&mut self, item: Item) -> Result<()> {
@@ -272,6 +294,12 @@ impl Writer {
         // A closed stdout surfaces at the next STATE; a log line cannot fail the sync.
         let _ = self.output.emit(&Message::log(level, message));
     }
+}
+
+fn task_failed(detail: impl std::fmt::Display) -> Error {
+    Error::Io(std::io::Error::other(format!(
+        "a write task failed: {detail}"
+    )))
 }
 
 /// The scope of a state (STREAM with its descriptor, else global) and its fields.
