@@ -570,16 +570,8 @@ impl Dataset {
             let meta = dataset.next_call(None);
             dataset.calls.push(meta);
         }
-        dataset.by_time = (0..dataset.calls.len() as u32).collect();
-        dataset.by_time.sort_unstable_by_key(|&i| {
-            let c = &dataset.calls[i as usize];
-            (c.time, c.id)
-        });
-        dataset.by_modified = dataset.by_time.clone();
-        dataset.by_modified.sort_by_key(|&i| {
-            let c = &dataset.calls[i as usize];
-            (c.modified, c.id)
-        });
+        dataset.by_time = sorted_by(&dataset.calls, |c| c.time);
+        dataset.by_modified = sorted_by(&dataset.calls, |c| c.modified);
         dataset.scorecards = dataset.generate_scorecards();
         dataset
     }
@@ -601,10 +593,13 @@ impl Dataset {
             rng.u8(1..CALL_STATUSES.len() as u8)
         };
         let private = rng.f64() < self.shape.private_ratio;
-        let latest = forced_modified.unwrap_or(end - 1).max(start);
-        let mut time = rng.i64(start..=latest);
-        if rng.u8(..100) < 85 {
-            time -= (time - start) % 60_000;
+        let latest = forced_modified.unwrap_or(end - 1);
+        let earliest = start.min(latest);
+        let mut time = rng.i64(earliest..=latest);
+        // Most calls are scheduled on the minute, so many share a `time`.
+        let on_the_minute = time - time.rem_euclid(60_000);
+        if rng.u8(..100) < 85 && on_the_minute >= earliest {
+            time = on_the_minute;
         }
         let mut modified = match forced_modified {
             Some(modified) => modified,
@@ -709,6 +704,15 @@ impl Dataset {
             CallOrder::Shuffled(seed) => Rng::with_seed(seed).shuffle(&mut matches),
         }
         matches
+    }
+
+    /// Ids of the private calls (privacy is not part of the rendered record).
+    pub(crate) fn private_call_ids(&self) -> Vec<String> {
+        self.calls
+            .iter()
+            .filter(|c| c.private)
+            .map(|c| uuid_string(&c.id))
+            .collect()
     }
 
     /// The index of the call with this id (a linear scan: only test helpers look calls up).
@@ -878,7 +882,7 @@ impl Dataset {
         let crm_id = rng.u64(..1 << 40);
         let contact_names: Vec<String> = external.iter().map(|p| p.name.clone()).collect();
         let crm = has_crm.then(|| CrmInfo {
-            source_crm: if crm_id % 3 == 0 {
+            source_crm: if crm_id.is_multiple_of(3) {
                 "HUBSPOT"
             } else {
                 "SALESFORCE"
@@ -1106,6 +1110,18 @@ impl Dataset {
             .filter(|t| range.contains(t.modified))
             .collect()
     }
+}
+
+/// Call indices sorted by `(key, id)`. Sorting the keys themselves, not indices that look
+/// them up, keeps a million-call sort cache-friendly.
+fn sorted_by(calls: &[CallMeta], key: impl Fn(&CallMeta) -> i64) -> Vec<u32> {
+    let mut keyed: Vec<(i64, Uuid, u32)> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (key(c), c.id, i as u32))
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, _, i)| i).collect()
 }
 
 fn generate_users(rng: &mut Rng, n: usize) -> Vec<User> {

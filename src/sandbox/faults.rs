@@ -93,6 +93,8 @@ pub struct Faults {
     rate_limited: AtomicUsize,
     malformed_body: AtomicBool,
     truncate_body: AtomicBool,
+    reset_every: AtomicUsize,
+    successes: AtomicUsize,
     unstable_default_order: AtomicBool,
     calls_requests: AtomicUsize,
     mutations: Mutex<Vec<(usize, Mutation)>>,
@@ -147,6 +149,13 @@ impl Faults {
         self.truncate_body.store(on, Ordering::SeqCst);
     }
 
+    /// Every `k`-th successful (200) response announces its full `Content-Length` but sends
+    /// only half the body, then the connection closes: the client sees the connection drop
+    /// mid-body. `k = 0` turns this off.
+    pub fn set_reset_connection_every(&self, k: usize) {
+        self.reset_every.store(k, Ordering::SeqCst);
+    }
+
     /// `/calls` without `sortTime` answers its matches in an order that changes with every
     /// request (deterministically, from the `/calls` request counter). Off by default: the
     /// default order is then `time`, `id`, which the real API does not promise.
@@ -154,15 +163,16 @@ impl Faults {
         self.unstable_default_order.store(on, Ordering::SeqCst);
     }
 
-    /// Applies `action` right after the `n`-th `/calls` request (counting from 1 the requests
-    /// that reached the `/calls` handler, i.e. were not failed by a fault) has been answered:
+    /// Applies `action` right after the `n`-th `/calls` request has been answered (counting
+    /// from 1 the `/calls` requests with valid parameters that no request fault failed):
     /// request `n` sees the old data, request `n + 1` the new. An `n` already passed applies
     /// after the next `/calls` request.
     pub fn mutate_after_calls_requests(&self, n: usize, action: Mutation) {
         lock(&self.mutations).push((n, action));
     }
 
-    /// The next `n` write requests answer `status` (after the general faults).
+    /// The next `n` requests to the write family (`create-*`, `get-*`, `update-*`,
+    /// `delete-*`, `create-call`) answer `status`, after the general faults.
     pub fn fail_write_next(&self, n: usize, status: u16) {
         *lock(&self.fail_write_next) = FailNext {
             remaining: n,
@@ -170,7 +180,7 @@ impl Faults {
         };
     }
 
-    /// Delay added to every write request (on top of [`Faults::set_latency`]).
+    /// Delay added to every request of the write family (on top of [`Faults::set_latency`]).
     pub fn set_write_latency(&self, latency: Duration) {
         *lock(&self.write_latency) = latency;
     }
@@ -191,7 +201,7 @@ impl Faults {
         }
         let count = self.authenticated_requests.fetch_add(1, Ordering::SeqCst) + 1;
         match *lock(&self.fail_every) {
-            (k, status) if k > 0 && count % k == 0 => Err(ApiError::injected(status)),
+            (k, status) if k > 0 && count.is_multiple_of(k) => Err(ApiError::injected(status)),
             _ => Ok(()),
         }
     }
@@ -214,6 +224,13 @@ impl Faults {
 
     pub(crate) fn truncate_body(&self) -> bool {
         self.truncate_body.load(Ordering::SeqCst)
+    }
+
+    /// Counts a successful response; true when the reset-connection fault picks it.
+    pub(crate) fn reset_this_success(&self) -> bool {
+        let n = self.successes.fetch_add(1, Ordering::SeqCst) + 1;
+        let k = self.reset_every.load(Ordering::SeqCst);
+        k > 0 && n.is_multiple_of(k)
     }
 
     /// Counts a `/calls` request; returns its number (from 1) and whether the default order

@@ -34,7 +34,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::response::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -62,7 +63,9 @@ pub struct SandboxConfig {
     pub users: usize,
     /// Number of `/v2/topics` topics.
     pub topics: usize,
-    /// Number of scorecards (each scores one call and inherits its hidden time).
+    /// Number of scorecards (each scores one call and inherits its hidden time). Defaults to
+    /// `calls / 4` only through [`SandboxConfig::default`] and [`SandboxConfig::with_calls`]:
+    /// `..Default::default()` after changing `calls` keeps 125.
     pub scorecards: usize,
     /// Number of scorecard templates.
     pub scorecard_templates: usize,
@@ -104,6 +107,17 @@ impl Default for SandboxConfig {
             templates_key: "scorecardTemplates".to_owned(),
             max_response_bytes: 6_000_000,
             port: 0,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// The default tenant with `calls` calls and `calls / 4` scorecards.
+    pub fn with_calls(calls: usize) -> Self {
+        SandboxConfig {
+            calls,
+            scorecards: calls / 4,
+            ..SandboxConfig::default()
         }
     }
 }
@@ -181,6 +195,9 @@ impl Shared {
             return ApiError::injected(502).into_response();
         }
         if parts.status == StatusCode::OK {
+            if self.faults.reset_this_success() {
+                return cut_connection(parts, bytes);
+            }
             if self.faults.malformed_body() {
                 bytes = Bytes::from_static(b"<html><body><h1>502 Bad Gat");
             } else if self.faults.truncate_body() {
@@ -189,6 +206,20 @@ impl Shared {
         }
         Response::from_parts(parts, Body::from(bytes))
     }
+}
+
+/// A response that promises `bytes.len()` bytes but ends after half of them. The body is a
+/// stream (length unknown to hyper), so hyper trusts the header, fails when the stream ends
+/// early, and closes the connection mid-body.
+fn cut_connection(mut parts: Parts, bytes: Bytes) -> Response {
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    let half = bytes.slice(..bytes.len() / 2);
+    Response::from_parts(
+        parts,
+        Body::from_stream(Body::from(half).into_data_stream()),
+    )
 }
 
 /// Outermost layer: records every request in the journal with the status it got.
@@ -297,7 +328,7 @@ impl SandboxHandle {
         &self.0.faults
     }
 
-    /// Every request so far, in arrival order of completion.
+    /// Every request so far, in order of completion (each carries its arrival time).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.0.journal).clone()
     }
@@ -317,6 +348,12 @@ impl SandboxHandle {
             .into_iter()
             .filter_map(|i| serde_json::to_value(data.render_call(i, Media::default())).ok())
             .collect()
+    }
+
+    /// Ids of the calls `/calls` hides unless `includePrivate=true`; with
+    /// [`SandboxHandle::calls_snapshot`] this gives the expected result of any query.
+    pub fn private_call_ids(&self) -> Vec<String> {
+        self.0.data().private_call_ids()
     }
 
     /// A status change, which moves `last_modified_time` (the only thing that does in the

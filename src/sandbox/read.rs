@@ -39,15 +39,19 @@ pub(crate) async fn calls(
         include_private: params.flag("includePrivate", false)?,
     };
     let media = media(&params)?;
-    let (request_number, unstable) = shared.faults.count_calls_request();
-    let order = match params.get("sortTime") {
-        Some("asc") => CallOrder::Asc,
-        Some("desc") => CallOrder::Desc,
+    let sort = match params.get("sortTime") {
+        None => None,
+        Some("asc") => Some(CallOrder::Asc),
+        Some("desc") => Some(CallOrder::Desc),
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "sortTime must be asc or desc, got {other:?}"
             )));
         }
+    };
+    let (request_number, unstable) = shared.faults.count_calls_request();
+    let order = match sort {
+        Some(order) => order,
         None if unstable => CallOrder::Shuffled(request_number as u64),
         None => CallOrder::Asc,
     };

@@ -1,0 +1,320 @@
+//! The command line: which role the binary plays, the protocol commands, and the human
+//! commands (`demo`, `sandbox`). This is the only module that wires the sandbox in.
+//!
+//! Protocol commands write nothing but Airbyte messages to stdout, through one [`Output`].
+//! Every failure becomes one TRACE ERROR and a non-zero exit, except a `check` whose config or
+//! credentials are wrong: that is a FAILED connection status and exit 0.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use crate::client::RetryPolicy;
+use crate::config::{self, SourceConfig};
+use crate::error::{Error, Result};
+use crate::protocol::log_layer::{self, LogSink};
+use crate::protocol::{ErrorTrace, FailureType, Message, Output, Status};
+use crate::source;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Source,
+    Destination,
+}
+
+/// Clari Copilot connector for Airbyte. Runs as the source when invoked as
+/// `source-clari-copilot` (the default) and as the destination when invoked as
+/// `destination-clari-copilot`; `--role` overrides the name.
+#[derive(Debug, Parser)]
+#[command(name = "source-clari-copilot", version)]
+pub struct Args {
+    /// Role to play, overriding the one implied by the program name.
+    #[arg(long, global = true, value_enum)]
+    pub role: Option<Role>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the connector specification.
+    Spec,
+    /// Check the config's credentials with one read-only request.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the catalog of streams (source) or of writable objects (destination).
+    Discover {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Read the configured streams (source).
+    Read {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        catalog: PathBuf,
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Write Airbyte messages from stdin into Clari Copilot (destination).
+    Write {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        catalog: PathBuf,
+    },
+}
+
+/// The role implied by the program's file name.
+pub fn role_from_program(program: &Path) -> Role {
+    let name = program
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if name.starts_with("destination") {
+        Role::Destination
+    } else {
+        Role::Source
+    }
+}
+
+static PANIC_OUTPUT: OnceLock<Arc<Output>> = OnceLock::new();
+
+/// Parses the process's arguments and runs the command.
+pub fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let program = argv.first().map(PathBuf::from).unwrap_or_default();
+    let output = Output::stdout();
+    let args = match Args::try_parse_from(&argv) {
+        Ok(args) => args,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version are for people.
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            let message = error.render().to_string();
+            let trace = ErrorTrace {
+                message: format!(
+                    "Invalid command line: {}",
+                    message.lines().next().unwrap_or_default()
+                ),
+                internal_message: Some(message),
+                failure_type: FailureType::ConfigError,
+                stream_descriptor: None,
+            };
+            let _ = output.emit(&Message::error(trace));
+            return ExitCode::from(2);
+        }
+    };
+    let role = args.role.unwrap_or_else(|| role_from_program(&program));
+    run(role, args.command, output)
+}
+
+/// Runs one protocol command with `output` as stdout.
+pub fn run(role: Role, command: Command, output: Arc<Output>) -> ExitCode {
+    install_panic_hook(&output);
+    log_layer::install(LogSink::Protocol(output.clone()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return report(&output, Error::Io(e)),
+    };
+    let code = runtime.block_on(async {
+        spawn_sigterm_handler(output.clone());
+        match execute(role, command, &output).await {
+            Ok(code) => code,
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(error) => report(&output, error),
+        }
+    });
+    let _ = output.flush();
+    runtime.shutdown_background();
+    code
+}
+
+async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<ExitCode> {
+    match (role, command) {
+        (Role::Source, Command::Spec) => {
+            output.emit(&Message::Spec {
+                spec: source::spec(),
+            })?;
+        }
+        (Role::Source, Command::Check { config }) => {
+            let outcome =
+                match load_config(&config, output).and_then(|raw| SourceConfig::from_value(&raw)) {
+                    Ok(config) => source::check(&config).await,
+                    Err(error) => Err(error),
+                };
+            return connection_status(outcome, output);
+        }
+        (Role::Source, Command::Discover { config }) => {
+            SourceConfig::from_value(&load_config(&config, output)?)?;
+            output.emit(&Message::Catalog {
+                catalog: source::discover(),
+            })?;
+        }
+        (
+            Role::Source,
+            Command::Read {
+                config,
+                catalog,
+                state,
+            },
+        ) => {
+            let config = SourceConfig::from_value(&load_config(&config, output)?)?;
+            let catalog =
+                source::parse_catalog(&config::read_json_file(&catalog, "configured catalog")?)?;
+            let state = match state {
+                Some(path) => read_state(&path)?,
+                None => source::InputState::default(),
+            };
+            let summary =
+                source::read(&config, &catalog, &state, output, RetryPolicy::sync()).await?;
+            if !summary.failed_streams.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        (Role::Source, Command::Write { .. }) => {
+            return Err(Error::config(
+                "`write` is a destination command: run the binary as destination-clari-copilot or with --role destination",
+            ));
+        }
+        (Role::Destination, _) => {
+            return Err(Error::config(
+                "the destination role is not available in this build",
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a config file and registers its secrets with the output before anything can log them.
+fn load_config(path: &Path, output: &Output) -> Result<Value> {
+    let raw =
+        config::read_json_file(path, "config").map_err(|e| Error::config(e.user_message()))?;
+    for key in ["api_key", "api_secret"] {
+        if let Some(secret) = raw.get(key).and_then(Value::as_str) {
+            output.add_secrets([secret.to_owned()]);
+        }
+    }
+    Ok(raw)
+}
+
+/// An empty state file means no state, like a missing one.
+fn read_state(path: &Path) -> Result<source::InputState> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::input("state", format!("cannot read {}: {e}", path.display())))?;
+    if text.trim().is_empty() {
+        return Ok(source::InputState::default());
+    }
+    let value: Value = serde_json::from_str(&text).map_err(|e| {
+        Error::input(
+            "state",
+            format!("{} is not valid JSON: {e}", path.display()),
+        )
+    })?;
+    source::InputState::from_value(&value)
+}
+
+/// `check`'s answer: FAILED (exit 0) for what the user can fix, TRACE ERROR for the rest.
+fn connection_status(outcome: Result<()>, output: &Output) -> Result<ExitCode> {
+    let failed = match outcome {
+        Ok(()) => {
+            output.emit(&Message::connection_status(Status::Succeeded, None))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(
+            error @ (Error::Config(_)
+            | Error::Auth { .. }
+            | Error::Input { .. }
+            | Error::Transport { .. }),
+        ) => error,
+        Err(error @ Error::Http { status, .. }) if (400..500).contains(&status) => error,
+        Err(other) => return Err(other),
+    };
+    tracing::info!("check failed: {failed}");
+    output.emit(&Message::connection_status(
+        Status::Failed,
+        Some(failed.user_message()),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(output: &Output, error: Error) -> ExitCode {
+    let _ = output.emit(&Message::error(error.trace(None)));
+    ExitCode::FAILURE
+}
+
+/// A panic becomes a TRACE ERROR on stdout, with no stack dump on stderr.
+fn install_panic_hook(output: &Arc<Output>) {
+    if PANIC_OUTPUT.set(output.clone()).is_err() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let detail = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Some(output) = PANIC_OUTPUT.get() {
+            let trace = ErrorTrace {
+                message:
+                    "The connector hit an internal error. Please report it with the sync's logs."
+                        .to_owned(),
+                internal_message: Some(format!("panic{location}: {detail}")),
+                failure_type: FailureType::SystemError,
+                stream_descriptor: None,
+            };
+            let _ = output.emit(&Message::error(trace));
+            let _ = output.flush();
+        }
+    }));
+}
+
+/// SIGTERM (the platform cancelling or ending a sync) flushes what was written and exits 0:
+/// every state already emitted is complete, so there is nothing else to save.
+fn spawn_sigterm_handler(output: Arc<Output>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate())
+            && term.recv().await.is_some()
+        {
+            tracing::info!("received SIGTERM: stopping");
+            let _ = output.flush();
+            std::process::exit(0);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_program_name_selects_the_role() {
+        assert_eq!(
+            role_from_program(Path::new("/usr/local/bin/destination-clari-copilot")),
+            Role::Destination
+        );
+        assert_eq!(
+            role_from_program(Path::new("source-clari-copilot")),
+            Role::Source
+        );
+        assert_eq!(role_from_program(Path::new("anything-else")), Role::Source);
+    }
+}

@@ -1,0 +1,233 @@
+//! The source role: `spec`, `check`, `discover` and `read` over the five Clari Copilot streams.
+
+mod emitter;
+pub mod page;
+pub mod state;
+pub mod streams;
+mod windows;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::catalog;
+use crate::client::{Client, RetryPolicy};
+use crate::config::{self, SourceConfig};
+use crate::error::{Error, Result};
+use crate::protocol::{
+    Catalog, ConfiguredCatalog, Message, Output, Spec, Stream, StreamStatus, SyncMode, now_millis,
+};
+use emitter::StreamEmitter;
+pub use state::InputState;
+use streams::{Paging, StreamDef};
+use windows::WindowedReader;
+
+const DOCUMENTATION_URL: &str = "https://docs.airbyte.com/integrations/sources/clari-copilot";
+const MILLIS_PER_DAY: i64 = 86_400_000;
+
+pub fn spec() -> Spec {
+    Spec {
+        documentation_url: Some(DOCUMENTATION_URL.to_owned()),
+        changelog_url: None,
+        connection_specification: config::connection_specification::<SourceConfig>(),
+        supported_destination_sync_modes: None,
+        protocol_version: Some("0.2.0".to_owned()),
+    }
+}
+
+/// The catalog is static: the schemas are embedded data, so `discover` needs no request.
+pub fn discover() -> Catalog {
+    let streams = streams::STREAMS
+        .iter()
+        .map(|def| Stream {
+            name: def.name.to_owned(),
+            json_schema: catalog::source_schema(def.name).unwrap_or_default(),
+            supported_sync_modes: def.supported_sync_modes(),
+            source_defined_cursor: def.cursor.map(|_| true),
+            default_cursor_field: def.cursor.map(|c| vec![c.to_owned()]),
+            source_defined_primary_key: Some(vec![vec![def.primary_key.to_owned()]]),
+            namespace: None,
+            is_resumable: None,
+        })
+        .collect();
+    Catalog { streams }
+}
+
+/// One cheap authenticated request, with a short retry budget so `check` answers in seconds.
+pub async fn check(config: &SourceConfig) -> Result<()> {
+    let client = Client::new(&config.api, RetryPolicy::check())?;
+    let users = streams::find("users").expect("users is declared");
+    let body = client.get(users.path, Vec::new()).await?;
+    page::parse(&body, users.records_keys, users.path)?;
+    Ok(())
+}
+
+/// What a read did, for the caller's exit code.
+#[derive(Debug, Default)]
+pub struct ReadSummary {
+    pub failed_streams: Vec<String>,
+    pub records: u64,
+}
+
+/// Reads every configured stream in catalog order. A failing stream ends INCOMPLETE with its
+/// own TRACE ERROR and the others still run. Only a closed stdout stops the whole read.
+pub async fn read(
+    config: &SourceConfig,
+    catalog: &ConfiguredCatalog,
+    state: &InputState,
+    output: &Arc<Output>,
+    retry: RetryPolicy,
+) -> Result<ReadSummary> {
+    let client = Client::new(&config.api, retry)?;
+    if config.api.requests_per_second > config::DOCUMENTED_REQUESTS_PER_SECOND {
+        tracing::warn!(
+            "requests_per_second = {} is above Clari Copilot's documented limit of {}: expect HTTP 429s",
+            config.api.requests_per_second,
+            config::DOCUMENTED_REQUESTS_PER_SECOND
+        );
+    }
+    let reader = Reader {
+        config,
+        client: &client,
+        state,
+        output,
+    };
+    let mut summary = ReadSummary::default();
+    for configured in &catalog.streams {
+        let name = configured.stream.name.as_str();
+        let before = client.requests_sent();
+        let started = std::time::Instant::now();
+        output.emit(&Message::stream_status(name, StreamStatus::Started))?;
+        output.emit(&Message::stream_status(name, StreamStatus::Running))?;
+        let result = match streams::find(name) {
+            Some(def) => {
+                reader
+                    .read_stream(def, def.effective_mode(configured.sync_mode))
+                    .await
+            }
+            None => Err(Error::config(format!(
+                "the catalog names a stream {name:?} that this source does not have (it has: {})",
+                catalog::SOURCE_STREAMS.join(", ")
+            ))),
+        };
+        match result {
+            Ok(records) => {
+                summary.records += records;
+                tracing::info!(
+                    "{name}: {records} records in {:.1} s, {} requests",
+                    started.elapsed().as_secs_f64(),
+                    client.requests_sent() - before
+                );
+                output.emit(&Message::stream_status(name, StreamStatus::Complete))?;
+            }
+            Err(Error::Io(e)) => return Err(Error::Io(e)),
+            Err(error) => {
+                tracing::error!(
+                    "{name}: stopped after {} requests: {error}",
+                    client.requests_sent() - before
+                );
+                output.emit(&Message::stream_status(name, StreamStatus::Incomplete))?;
+                output.emit(&Message::error(error.trace(Some(name))))?;
+                summary.failed_streams.push(name.to_owned());
+            }
+        }
+    }
+    tracing::info!(
+        "read {} records with {} requests ({} answered HTTP 429)",
+        summary.records,
+        client.requests_sent(),
+        client.rate_limited_answers()
+    );
+    Ok(summary)
+}
+
+struct Reader<'a> {
+    config: &'a SourceConfig,
+    client: &'a Client,
+    state: &'a InputState,
+    output: &'a Output,
+}
+
+impl Reader<'_> {
+    /// Reads one stream and returns how many records it emitted.
+    async fn read_stream(&self, def: &'static StreamDef, mode: SyncMode) -> Result<u64> {
+        let mut emitter = StreamEmitter::new(self.output, def.name);
+        match def.paging {
+            Paging::Single => {
+                let body = self.client.get(def.path, Vec::new()).await?;
+                let page = page::parse(&body, def.records_keys, def.path)?;
+                let emitted_at = now_millis();
+                for record in &page.records {
+                    page::primary_key(record, def.primary_key).map_err(|detail| {
+                        Error::InvalidResponse {
+                            path: def.path.to_owned(),
+                            detail,
+                        }
+                    })?;
+                    emitter.record(record, emitted_at)?;
+                }
+                emitter.state(state::no_cursor_blob())?;
+            }
+            Paging::Windowed(windowing) => {
+                let start = self.config.start()?.map(|t| t.as_millisecond());
+                let floor = start.unwrap_or(0);
+                let hi = now_millis();
+                let mut base_query = Vec::new();
+                if let (Some(filter), Some(start)) = (windowing.start_filter, start) {
+                    base_query.push((filter.to_owned(), state::format_millis(start - 1)));
+                }
+                if windowing.has_private_records {
+                    base_query.push((
+                        "includePrivate".to_owned(),
+                        self.config.include_private_calls.to_string(),
+                    ));
+                }
+                let reader = WindowedReader {
+                    client: self.client,
+                    def,
+                    windowing,
+                    base_query,
+                    page_size: self.config.page_size,
+                };
+                match (def.cursor, mode) {
+                    (Some(field), SyncMode::Incremental) => {
+                        let prior = self.state.cursor(def.name, field)?;
+                        let lookback = i64::from(self.config.lookback_window_days) * MILLIS_PER_DAY;
+                        let lo = prior.map_or(floor, |cursor| (cursor - lookback).max(floor));
+                        reader
+                            .read(lo, hi, false, &mut emitter, |e, bound| {
+                                e.state(state::cursor_blob(field, bound))
+                            })
+                            .await?;
+                        // The upper bound never moves a state backwards (a far-future state stays).
+                        let last = prior.map_or(hi, |cursor| cursor.max(hi));
+                        emitter.state_if_changed(state::cursor_blob(field, last))?;
+                    }
+                    (Some(field), SyncMode::FullRefresh) => {
+                        // The open tail may checkpoint past `hi` when it had to be split.
+                        let mut last = hi.max(floor);
+                        reader
+                            .read(floor, hi, true, &mut emitter, |e, bound| {
+                                last = last.max(bound);
+                                e.state(state::cursor_blob(field, bound))
+                            })
+                            .await?;
+                        emitter.state_if_changed(state::cursor_blob(field, last))?;
+                    }
+                    (None, _) => {
+                        reader
+                            .read(floor, hi, true, &mut emitter, |_, _| Ok(()))
+                            .await?;
+                        emitter.state(state::no_cursor_blob())?;
+                    }
+                }
+            }
+        }
+        Ok(emitter.total())
+    }
+}
+
+/// The raw configured catalog, parsed with a message that names what is wrong.
+pub fn parse_catalog(raw: &Value) -> Result<ConfiguredCatalog> {
+    serde_json::from_value(raw.clone()).map_err(|e| Error::input("configured catalog", e))
+}

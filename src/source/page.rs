@@ -1,0 +1,198 @@
+//! Reading one API response: the record array (kept as raw JSON, byte for byte), the
+//! pagination object, and each record's primary key, without building a JSON tree.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+
+/// Clari's pagination object: `matched` counts every record of the filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pagination {
+    pub matched: Option<u64>,
+    pub has_more: Option<bool>,
+    pub next_page_skip: Option<u64>,
+}
+
+/// One page, borrowing its records from the response body.
+#[derive(Debug)]
+pub struct Page<'a> {
+    pub records: Vec<&'a RawValue>,
+    pub pagination: Option<Pagination>,
+}
+
+/// Parses a response body. `path` only serves error messages.
+pub fn parse<'a>(body: &'a [u8], records_keys: &[&str], path: &str) -> Result<Page<'a>> {
+    let invalid = |detail: String| Error::InvalidResponse {
+        path: path.to_owned(),
+        detail,
+    };
+    let top: HashMap<Cow<'a, str>, &'a RawValue> =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("not a JSON object ({e})")))?;
+    let (key, raw) = records_keys
+        .iter()
+        .find_map(|key| top.get(*key).map(|raw| (*key, *raw)))
+        .ok_or_else(|| {
+            invalid(format!(
+                "no {:?} array in the response",
+                records_keys.join("\" or \"")
+            ))
+        })?;
+    let records: Vec<&'a RawValue> = serde_json::from_str(raw.get())
+        .map_err(|e| invalid(format!("\"{key}\" is not an array ({e})")))?;
+    let pagination = match top.get("pagination") {
+        None => None,
+        Some(raw) if raw.get() == "null" => None,
+        Some(raw) => Some(
+            serde_json::from_str(raw.get())
+                .map_err(|e| invalid(format!("unreadable \"pagination\" ({e})")))?,
+        ),
+    };
+    Ok(Page {
+        records,
+        pagination,
+    })
+}
+
+/// The value of `key` in a record, which must be a JSON object with that key as a string or
+/// a number. Other fields are skipped without being parsed into values.
+pub fn primary_key(record: &RawValue, key: &str) -> std::result::Result<String, String> {
+    let mut de = serde_json::Deserializer::from_str(record.get());
+    match (KeySeed { key }).deserialize(&mut de) {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) => Err(format!("a record has no \"{key}\"")),
+        Err(e) => Err(format!(
+            "a record is not a JSON object with a string \"{key}\" ({e})"
+        )),
+    }
+}
+
+struct KeySeed<'k> {
+    key: &'k str,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            if name == self.key && found.is_none() {
+                found = match map.next_value::<KeyValue>()? {
+                    KeyValue::Text(s) => Some(s),
+                    KeyValue::Number(n) => Some(n.to_string()),
+                    KeyValue::Null => None,
+                };
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum KeyValue {
+    Text(String),
+    Number(serde_json::Number),
+    Null,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_keeps_records_verbatim_and_reads_pagination() {
+        let body = br#"{"calls":[{"id":"a","n":1.0},{"id":"b"}],"pagination":{"matched":3,"hasMore":true,"nextPageSkip":2}}"#;
+        let page = parse(body, &["calls"], "/calls").unwrap();
+        assert_eq!(page.records[0].get(), r#"{"id":"a","n":1.0}"#);
+        assert_eq!(page.pagination.unwrap().matched, Some(3));
+        assert_eq!(page.pagination.unwrap().next_page_skip, Some(2));
+    }
+
+    #[test]
+    fn the_last_page_omits_next_page_skip_and_a_missing_object_is_none() {
+        let last = parse(
+            br#"{"calls":[],"pagination":{"matched":3,"hasMore":false}}"#,
+            &["calls"],
+            "/calls",
+        )
+        .unwrap();
+        assert_eq!(last.pagination.unwrap().next_page_skip, None);
+        let bare = parse(br#"{"users":[]}"#, &["users"], "/users").unwrap();
+        assert!(bare.pagination.is_none());
+    }
+
+    #[test]
+    fn either_template_key_is_accepted() {
+        let keys = ["scorecardTemplates", "scoreCardTemplates"];
+        assert_eq!(
+            parse(br#"{"scoreCardTemplates":[{"id":"t"}]}"#, &keys, "/t")
+                .unwrap()
+                .records
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse(br#"{"scorecardTemplates":[{"id":"t"}]}"#, &keys, "/t")
+                .unwrap()
+                .records
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_name_the_path_and_the_problem() {
+        let err = parse(b"<html>oops", &["calls"], "/calls")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/calls") && err.contains("not a JSON object"),
+            "{err}"
+        );
+        let err = parse(br#"{"other":[]}"#, &["calls"], "/calls")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no \"calls\" array"), "{err}");
+    }
+
+    #[test]
+    fn primary_keys_are_read_from_strings_and_numbers_and_missing_ones_are_reported() {
+        let rec =
+            RawValue::from_string(r#"{"x":{"id":"nested"},"id":"top","y":[1,2]}"#.into()).unwrap();
+        assert_eq!(primary_key(&rec, "id").unwrap(), "top");
+        let num = RawValue::from_string(r#"{"topic_id":42}"#.into()).unwrap();
+        assert_eq!(primary_key(&num, "topic_id").unwrap(), "42");
+        let none = RawValue::from_string(r#"{"name":"x"}"#.into()).unwrap();
+        assert!(primary_key(&none, "id").unwrap_err().contains("no \"id\""));
+        let not_object = RawValue::from_string("[1]".into()).unwrap();
+        assert!(primary_key(&not_object, "id").is_err());
+    }
+}

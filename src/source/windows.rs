@@ -1,0 +1,367 @@
+//! Complete reads of `skip`/`limit` endpoints despite the API's `skip` cap of 10,000.
+//!
+//! The time range is cut into half-open windows `[a, b)`, asked for as `Gt = a − 1 ms` and
+//! `Lt = b`, so every record lands in at least one window whatever the API's boundary
+//! semantics. A window whose first page reports more records (`matched`) than `skip` can
+//! reach is bisected, recursively and in order, so the windows complete left to right and the
+//! caller can checkpoint each window's upper bound.
+//!
+//! Inside a window the remaining page offsets are known from the first page and fetched
+//! concurrently under the shared rate limiter. A window is complete only when the distinct keys
+//! of one pass reach `matched` and `matched` did not move while paging; otherwise a record
+//! moved out (its status changed) and shifted the offsets, and the window is read again.
+//! Records are emitted as they arrive; a re-read emits only keys not seen before.
+
+use std::collections::{HashSet, VecDeque};
+
+use futures_util::stream::{self, StreamExt};
+use serde_json::value::RawValue;
+
+use super::emitter::StreamEmitter;
+use super::page::{self, Pagination};
+use super::state::format_millis;
+use super::streams::{StreamDef, Windowing};
+use crate::client::{Client, Request};
+use crate::error::{Error, Result};
+use crate::protocol::now_millis;
+
+/// The API refuses `skip` above this.
+pub const SKIP_CAP: u64 = 10_000;
+/// Passes over one window before its instability is reported.
+const MAX_PASSES: u32 = 4;
+/// Page requests in flight inside one window.
+const CONCURRENCY: usize = 4;
+
+/// A half-open window `[lo, hi)` in epoch milliseconds; `hi = None` is open-ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub lo: i64,
+    pub hi: Option<i64>,
+}
+
+impl Window {
+    /// Two halves, or `None` when the window is a single millisecond. An open tail is closed
+    /// at the current instant, leaving a new open tail after it.
+    fn split(self) -> Option<(Window, Window)> {
+        match self.hi {
+            Some(hi) if hi - self.lo >= 2 => {
+                let mid = self.lo + (hi - self.lo) / 2;
+                Some((
+                    Window {
+                        lo: self.lo,
+                        hi: Some(mid),
+                    },
+                    Window {
+                        lo: mid,
+                        hi: Some(hi),
+                    },
+                ))
+            }
+            Some(_) => None,
+            None => {
+                let now = now_millis();
+                (now > self.lo).then_some((
+                    Window {
+                        lo: self.lo,
+                        hi: Some(now),
+                    },
+                    Window { lo: now, hi: None },
+                ))
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.hi {
+            Some(hi) => format!("[{}, {})", format_millis(self.lo), format_millis(hi)),
+            None => format!("[{}, now]", format_millis(self.lo)),
+        }
+    }
+}
+
+/// What one pass over a window found.
+enum Outcome {
+    /// Too many records for `skip`: split the window.
+    TooLarge(u64),
+    Complete,
+}
+
+pub struct WindowedReader<'a> {
+    pub client: &'a Client,
+    pub def: &'static StreamDef,
+    pub windowing: Windowing,
+    /// Parameters sent with every request (start bound, privacy, order).
+    pub base_query: Vec<(String, String)>,
+    pub page_size: u32,
+}
+
+impl WindowedReader<'_> {
+    /// Reads `[lo, hi)` window by window, then `[hi, now]` when `open_tail` is set, calling
+    /// `on_complete` with the upper bound of each completed closed window, in order.
+    pub async fn read(
+        &self,
+        lo: i64,
+        hi: i64,
+        open_tail: bool,
+        emitter: &mut StreamEmitter<'_>,
+        mut on_complete: impl FnMut(&mut StreamEmitter<'_>, i64) -> Result<()>,
+    ) -> Result<()> {
+        let mut pending = VecDeque::new();
+        if lo < hi {
+            pending.push_back(Window { lo, hi: Some(hi) });
+        }
+        if open_tail {
+            pending.push_back(Window {
+                lo: lo.max(hi),
+                hi: None,
+            });
+        }
+        let mut estimated = false;
+        while let Some(window) = pending.pop_front() {
+            match self.read_window(window, emitter, !estimated).await? {
+                Outcome::TooLarge(matched) => {
+                    let Some((left, right)) = window.split() else {
+                        return Err(Error::SkipCap(format!(
+                            "The {} window {} holds {matched} records within one millisecond, more than the API's \
+                             skip limit of {SKIP_CAP} can page through. Please report this to the connector's maintainers.",
+                            self.def.name,
+                            window.describe()
+                        )));
+                    };
+                    tracing::debug!(
+                        "{}: splitting {} ({matched} records)",
+                        self.def.name,
+                        window.describe()
+                    );
+                    pending.push_front(right);
+                    pending.push_front(left);
+                }
+                Outcome::Complete => {
+                    if let Some(hi) = window.hi {
+                        on_complete(emitter, hi)?;
+                    }
+                }
+            }
+            estimated = true;
+        }
+        Ok(())
+    }
+
+    async fn read_window(
+        &self,
+        window: Window,
+        emitter: &mut StreamEmitter<'_>,
+        estimate: bool,
+    ) -> Result<Outcome> {
+        let mut seen: HashSet<String> = HashSet::new();
+        for pass in 1..=MAX_PASSES {
+            let (first, limit) = self.fetch_span(window, 0, self.page_size, true).await?;
+            let first_page = self.parse(&first)?;
+            let matched = first_page
+                .iter()
+                .find_map(|(_, p)| p.and_then(|p| p.matched));
+            let Some(matched) = matched else {
+                // No pagination object: page until a short page, and stop there.
+                return self
+                    .read_unpaginated(
+                        window,
+                        emitter,
+                        &mut seen,
+                        first_page.into_iter().map(|(r, _)| r).collect(),
+                        limit,
+                    )
+                    .await;
+            };
+            if matched > SKIP_CAP {
+                return Ok(Outcome::TooLarge(matched));
+            }
+            if estimate && pass == 1 {
+                emitter.estimate(matched)?;
+            }
+            let mut pass_keys: HashSet<String> = HashSet::new();
+            let mut stable = true;
+            for (records, _) in &first_page {
+                self.emit(records, emitter, &mut seen, &mut pass_keys)?;
+            }
+            drop(first_page);
+            drop(first);
+
+            let spans: Vec<u64> = (0..)
+                .map(|k| u64::from(self.page_size) + k * u64::from(limit))
+                .take_while(|skip| *skip < matched)
+                .collect();
+            let last = spans.last().copied();
+            let want_all = !self.windowing.optional_pagination;
+            let mut pages = stream::iter(spans)
+                .map(|skip| self.fetch_span(window, skip, limit, want_all || Some(skip) == last))
+                .buffered(CONCURRENCY);
+            while let Some(fetched) = pages.next().await {
+                let (bodies, _) = fetched?;
+                for (records, pagination) in self.parse(&bodies)? {
+                    if let Some(m) = pagination.and_then(|p| p.matched)
+                        && m != matched
+                    {
+                        stable = false;
+                    }
+                    self.emit(&records, emitter, &mut seen, &mut pass_keys)?;
+                }
+            }
+            if stable && pass_keys.len() as u64 == matched {
+                return Ok(Outcome::Complete);
+            }
+            tracing::info!(
+                "{}: window {} changed while it was read ({} distinct of {matched} expected); reading it again",
+                self.def.name,
+                window.describe(),
+                pass_keys.len()
+            );
+        }
+        if window.hi.is_none() {
+            // Only records modified during this sync can enter the open tail; they were read
+            // at least once and the next sync starts below them.
+            tracing::warn!(
+                "{}: records kept changing in {}; continuing",
+                self.def.name,
+                window.describe()
+            );
+            return Ok(Outcome::Complete);
+        }
+        Err(Error::InvalidResponse {
+            path: self.def.path.to_owned(),
+            detail: format!(
+                "the {} window {} kept changing over {MAX_PASSES} reads; no checkpoint was made past it, \
+                 so the next sync retries it",
+                self.def.name,
+                window.describe()
+            ),
+        })
+    }
+
+    /// Without `matched`, the only safe stop is a short page.
+    async fn read_unpaginated(
+        &self,
+        window: Window,
+        emitter: &mut StreamEmitter<'_>,
+        seen: &mut HashSet<String>,
+        first: Vec<Vec<&RawValue>>,
+        limit: u32,
+    ) -> Result<Outcome> {
+        let mut keys = HashSet::new();
+        let mut last_count: u64 = first.iter().map(|r| r.len() as u64).sum();
+        for records in &first {
+            self.emit(records, emitter, seen, &mut keys)?;
+        }
+        let mut skip = last_count;
+        let mut requested = u64::from(self.page_size);
+        while last_count > 0 && last_count >= requested {
+            if skip > SKIP_CAP {
+                return Ok(Outcome::TooLarge(skip));
+            }
+            let (bodies, _) = self.fetch_span(window, skip, limit, false).await?;
+            last_count = 0;
+            for (records, _) in self.parse(&bodies)? {
+                last_count += records.len() as u64;
+                self.emit(&records, emitter, seen, &mut keys)?;
+            }
+            skip += last_count;
+            requested = u64::from(limit);
+        }
+        Ok(Outcome::Complete)
+    }
+
+    fn emit(
+        &self,
+        records: &[&RawValue],
+        emitter: &mut StreamEmitter<'_>,
+        seen: &mut HashSet<String>,
+        pass_keys: &mut HashSet<String>,
+    ) -> Result<()> {
+        let emitted_at = now_millis();
+        for record in records {
+            let key = page::primary_key(record, self.def.primary_key).map_err(|detail| {
+                Error::InvalidResponse {
+                    path: self.def.path.to_owned(),
+                    detail,
+                }
+            })?;
+            if !seen.contains(&key) {
+                emitter.record(record, emitted_at)?;
+                seen.insert(key.clone());
+            }
+            pass_keys.insert(key);
+        }
+        Ok(())
+    }
+
+    fn parse<'b>(
+        &self,
+        bodies: &'b [bytes::Bytes],
+    ) -> Result<Vec<(Vec<&'b RawValue>, Option<Pagination>)>> {
+        bodies
+            .iter()
+            .map(|body| {
+                let page = page::parse(body, self.def.records_keys, self.def.path)?;
+                Ok((page.records, page.pagination))
+            })
+            .collect()
+    }
+
+    /// Fetches `len` records from `skip`. A 502 (Clari's answer to pages over ~6 MB) splits the
+    /// span into two smaller requests, down to single records. Returns the bodies in order and
+    /// the page size that worked.
+    async fn fetch_span(
+        &self,
+        window: Window,
+        skip: u64,
+        len: u32,
+        pagination: bool,
+    ) -> Result<(Vec<bytes::Bytes>, u32)> {
+        let mut bodies = Vec::new();
+        let mut todo = vec![(skip, len)];
+        let mut worked = len;
+        while let Some((skip, len)) = todo.pop() {
+            let request = Request {
+                shrinkable: len > 1,
+                ..self.request(window, skip, len, pagination)
+            };
+            match self.client.get_request(request).await {
+                Ok(body) => bodies.push(body),
+                Err(Error::Http { status: 502, .. }) if len > 1 => {
+                    let half = len / 2;
+                    worked = worked.min(half);
+                    tracing::info!(
+                        "{}: HTTP 502 on a page of {len}; retrying as pages of {half}",
+                        self.def.name
+                    );
+                    // Pushed in reverse so the lower half is fetched first.
+                    todo.push((skip + u64::from(half), len - half));
+                    todo.push((skip, half));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok((bodies, worked))
+    }
+
+    fn request(&self, window: Window, skip: u64, limit: u32, pagination: bool) -> Request {
+        let mut query = self.base_query.clone();
+        query.push(("limit".into(), limit.to_string()));
+        query.push(("skip".into(), skip.to_string()));
+        if window.lo > 0 {
+            query.push((
+                self.windowing.filter_gt.into(),
+                format_millis(window.lo - 1),
+            ));
+        }
+        if let Some(hi) = window.hi {
+            query.push((self.windowing.filter_lt.into(), format_millis(hi)));
+        }
+        if let Some((name, value)) = self.windowing.stable_order {
+            query.push((name.into(), value.into()));
+        }
+        if self.windowing.optional_pagination {
+            query.push(("includePagination".into(), pagination.to_string()));
+        }
+        Request::get(self.def.path, query)
+    }
+}
