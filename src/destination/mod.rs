@@ -47,8 +47,6 @@ pub struct WriteSummary {
     pub states: u64,
     /// HTTP requests sent, retries included.
     pub requests: u64,
-    /// Whether a SIGTERM ended the input early.
-    pub interrupted: bool,
 }
 
 /// The destination's `spec`: its own connection specification and the modes it can honour.

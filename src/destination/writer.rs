@@ -95,9 +95,12 @@ impl Writer {
         }
     }
 
-    /// Runs until the input ends and every record is acknowledged, or until SIGTERM (then
-    /// what was already taken is finished), or until the first error (then the requests in
-    /// flight are finished, so their states can still be echoed, and nothing new is sent).
+    /// Runs until the input ends and every record is acknowledged, or until the first error
+    /// (then the requests in flight are finished, so their states can still be echoed, and
+    /// nothing new is sent).
+    ///
+    /// SIGTERM is the CLI's: it exits at once, which loses nothing, because every state whose
+    /// records are acknowledged has already been echoed and flushed.
     pub async fn run(mut self, mut input: mpsc::Receiver<Item>) -> Result<WriteSummary> {
         let outcome = self.process(&mut input).await;
         input.close();
@@ -111,7 +114,6 @@ impl Writer {
     }
 
     async fn process(&mut self, input: &mut mpsc::Receiver<Item>) -> Result<()> {
-        let mut terminate = terminate_signal();
         let mut input_open = true;
         loop {
             self.start_ready();
@@ -126,12 +128,6 @@ impl Writer {
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     let (job, result) = done.map_err(task_failed)?;
                     self.finish(job, result)?;
-                }
-                () = terminated(&mut terminate), if input_open => {
-                    self.log(LogLevel::Warn, "SIGTERM received: finishing the records already taken, then stopping".into());
-                    self.summary.interrupted = true;
-                    input_open = false;
-                    input.close();
                 }
                 item = input.recv(), if accepting => match item {
                     Some(item) => self.take(item)?,
@@ -325,30 +321,4 @@ fn stats(tally: Tally) -> Box<RawValue> {
     };
     // Serialising two numbers cannot fail.
     serde_json::value::to_raw_value(&stats).unwrap_or_default()
-}
-
-#[cfg(unix)]
-type TerminateSignal = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type TerminateSignal = Option<()>;
-
-#[cfg(unix)]
-fn terminate_signal() -> TerminateSignal {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
-}
-
-#[cfg(not(unix))]
-fn terminate_signal() -> TerminateSignal {
-    None
-}
-
-/// Resolves at SIGTERM; never when the signal could not be installed.
-async fn terminated(signal: &mut TerminateSignal) {
-    #[cfg(unix)]
-    if let Some(signal) = signal {
-        signal.recv().await;
-        return;
-    }
-    let _ = signal;
-    std::future::pending::<()>().await
 }
