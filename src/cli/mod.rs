@@ -12,12 +12,13 @@ use std::sync::{Arc, OnceLock};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use crate::client::RetryPolicy;
 use crate::config::{self, SourceConfig};
 use crate::error::{Error, Result};
 use crate::protocol::log_layer::{self, LogSink};
 use crate::protocol::{ErrorTrace, FailureType, Message, Output, Status};
 use crate::source;
+
+mod human;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -68,6 +69,11 @@ pub enum Command {
         #[arg(long)]
         catalog: PathBuf,
     },
+    /// For people: run check, discover, a full and an incremental read on a local sandbox,
+    /// and print a summary.
+    Demo(human::SandboxArgs),
+    /// For people: serve the local fake Clari Copilot API until Ctrl-C.
+    Sandbox(human::SandboxArgs),
 }
 
 /// The role implied by the program's file name.
@@ -113,7 +119,27 @@ pub fn main() -> ExitCode {
         }
     };
     let role = args.role.unwrap_or_else(|| role_from_program(&program));
-    run(role, args.command, output)
+    match args.command {
+        Command::Demo(options) => run_human(human::demo(options)),
+        Command::Sandbox(options) => run_human(human::sandbox(options)),
+        command => run(role, command, output),
+    }
+}
+
+/// Runs a command for people: logs go to stderr as plain lines.
+fn run_human(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    log_layer::install(LogSink::Stderr);
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(command),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs one protocol command with `output` as stdout.
@@ -177,8 +203,8 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
                 Some(path) => read_state(&path)?,
                 None => source::InputState::default(),
             };
-            let summary =
-                source::read(&config, &catalog, &state, output, RetryPolicy::sync()).await?;
+            let retry = config.api.sync_retry_policy();
+            let summary = source::read(&config, &catalog, &state, output, retry).await?;
             if !summary.failed_streams.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }
@@ -187,6 +213,9 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             return Err(Error::config(
                 "`write` is a destination command: run the binary as destination-clari-copilot or with --role destination",
             ));
+        }
+        (_, Command::Demo(_) | Command::Sandbox(_)) => {
+            unreachable!("human commands are dispatched by main")
         }
         (Role::Destination, _) => {
             return Err(Error::config(

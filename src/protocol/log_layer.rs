@@ -29,11 +29,18 @@ pub struct LogLayer {
 }
 
 /// Installs the global subscriber. `LOG_LEVEL` (e.g. `debug`, or a full filter directive)
-/// overrides the default of `info` for this crate and `warn` for dependencies.
+/// overrides the default of `info` for this crate (`warn` for human commands) and `warn` for
+/// dependencies.
 pub fn install(sink: LogSink) {
     let directive = std::env::var("LOG_LEVEL").unwrap_or_default();
+    // People reading a human command want its own output, not the connector's progress lines.
+    let default_level = if matches!(sink, LogSink::Stderr) {
+        "warn"
+    } else {
+        "info"
+    };
     let filter = match directive.trim() {
-        "" => EnvFilter::new("warn,clari_copilot=info,source_clari_copilot=info"),
+        "" => EnvFilter::new(format!("warn,clari_copilot={default_level}")),
         level if !level.contains('=') && !level.contains(',') => EnvFilter::new(format!(
             "warn,clari_copilot={level},source_clari_copilot={level}"
         )),

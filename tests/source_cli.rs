@@ -1,0 +1,313 @@
+//! The source binary as Airbyte runs it: protocol-only stdout, snapshot-tested spec and
+//! catalog, check statuses, clear errors for bad input, and resuming a killed read.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::process::{Files, arg, command, finish, run};
+use common::*;
+use serde_json::{Value, json};
+
+fn args(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn spec_prints_exactly_one_spec_matching_the_snapshot() {
+    let ran = run(args(&["spec"])).await;
+    assert_eq!(ran.code, Some(0));
+    assert_eq!(ran.messages.len(), 1);
+    insta::assert_json_snapshot!("source_spec", ran.messages[0]);
+}
+
+#[tokio::test]
+async fn discover_prints_exactly_one_catalog_matching_the_snapshot() {
+    let files = Files::new();
+    let config = files.json("config.json", &config_json("http://127.0.0.1:9", json!({})));
+    let ran = run(args(&["discover", "--config", &arg(&config)])).await;
+    assert_eq!(ran.code, Some(0));
+    assert_eq!(ran.messages.len(), 1);
+    let streams = ran.messages[0]["catalog"]["streams"].as_array().unwrap();
+    for stream in streams {
+        assert_eq!(
+            stream["supported_sync_modes"][0], "full_refresh",
+            "full_refresh comes first"
+        );
+    }
+    insta::assert_json_snapshot!("source_catalog", ran.messages[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_succeeds_with_good_credentials_and_fails_cleanly_with_bad_ones() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    let good = files.json("good.json", &config_json(&sandbox.base_url(), json!({})));
+    let ran = run(args(&["check", "--config", &arg(&good)])).await;
+    assert_eq!(ran.code, Some(0));
+    assert_eq!(
+        ran.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"],
+        "SUCCEEDED"
+    );
+
+    let bad = files.json(
+        "bad.json",
+        &config_json(
+            &sandbox.base_url(),
+            json!({"api_secret": "wrong-password-123"}),
+        ),
+    );
+    let ran = run(args(&["check", "--config", &arg(&bad)])).await;
+    assert_eq!(ran.code, Some(0), "a FAILED check still exits 0");
+    let statuses = ran.of_type("CONNECTION_STATUS");
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0]["connectionStatus"]["status"], "FAILED");
+    assert!(
+        statuses[0]["connectionStatus"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("API key")
+    );
+    assert!(
+        !serde_json::to_string(&ran.messages)
+            .unwrap()
+            .contains("wrong-password-123")
+    );
+
+    let invalid = files.json(
+        "invalid.json",
+        &json!({"api_key": KEY, "api_secret": PASSWORD, "page_size": 0}),
+    );
+    let ran = run(args(&["check", "--config", &arg(&invalid)])).await;
+    assert_eq!(ran.code, Some(0));
+    let message = ran.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("page_size"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_on_a_malformed_response_is_exactly_one_trace_error_and_a_failure_exit() {
+    let sandbox = start(sandbox_config(10)).await;
+    sandbox.faults().set_malformed_body(true);
+    let files = Files::new();
+    let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
+    let ran = run(args(&["check", "--config", &arg(&config)])).await;
+    assert_ne!(ran.code, Some(0));
+    assert_eq!(ran.of_type("TRACE").len(), 1);
+    assert!(ran.of_type("CONNECTION_STATUS").is_empty());
+    assert_eq!(ran.errors()[0]["failure_type"], "system_error");
+}
+
+#[tokio::test]
+async fn an_invalid_catalog_is_a_trace_error_naming_the_problem() {
+    let files = Files::new();
+    let config = files.json("config.json", &config_json("http://127.0.0.1:9", json!({})));
+    let catalog = files.json(
+        "catalog.json",
+        &json!({"streams": [{"stream": {"name": "__AIRBYTE__stream_that_does_not_exist", "json_schema": {},
+            "supported_sync_modes": ["full_refresh"]}, "sync_mode": "INVALID", "destination_sync_mode": "INVALID"}]}),
+    );
+    let ran = run(args(&[
+        "read",
+        "--config",
+        &arg(&config),
+        "--catalog",
+        &arg(&catalog),
+    ]))
+    .await;
+    assert_ne!(ran.code, Some(0));
+    let errors = ran.errors();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0]["message"].as_str().unwrap().contains("catalog"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0]["internal_message"]
+            .as_str()
+            .unwrap()
+            .contains("INVALID")
+    );
+}
+
+#[tokio::test]
+async fn unreadable_config_catalog_and_state_files_each_get_a_clear_config_error() {
+    let files = Files::new();
+    let good_config = files.json("config.json", &config_json("http://127.0.0.1:9", json!({})));
+    let catalog = files.json(
+        "catalog.json",
+        &serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap(),
+    );
+    let cases = [
+        (
+            "config",
+            files.text("c.json", "{not json"),
+            catalog.clone(),
+            None,
+            "config",
+        ),
+        (
+            "catalog",
+            good_config.clone(),
+            files.text("cat.json", "[]"),
+            None,
+            "catalog",
+        ),
+        (
+            "state",
+            good_config.clone(),
+            catalog.clone(),
+            Some(files.text("s.json", "{\"calls\": 5")),
+            "state",
+        ),
+        (
+            "cursor",
+            good_config.clone(),
+            catalog.clone(),
+            Some(files.json(
+                "s2.json",
+                &json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "calls"},
+                "stream_state": {"last_modified_time": "soon"}}}]),
+            )),
+            "soon",
+        ),
+    ];
+    for (what, config, catalog, state, needle) in cases {
+        let mut argv = args(&[
+            "read",
+            "--config",
+            &arg(&config),
+            "--catalog",
+            &arg(&catalog),
+        ]);
+        if let Some(state) = &state {
+            argv.extend(args(&["--state", &arg(state)]));
+        }
+        let ran = run(argv).await;
+        assert_ne!(ran.code, Some(0), "{what}");
+        let errors = ran.errors();
+        assert!(!errors.is_empty(), "{what}: no TRACE ERROR");
+        let text = errors.iter().map(|e| e.to_string()).collect::<String>();
+        assert!(text.contains(needle), "{what}: {text}");
+        assert!(
+            errors.iter().all(|e| e["failure_type"] == "config_error"),
+            "{what}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_command_line_error_is_a_trace_error_not_usage_text_on_stdout() {
+    let ran = run(args(&["read", "--config"])).await;
+    assert_eq!(ran.code, Some(2));
+    assert_eq!(ran.errors().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_killed_midway_and_resumed_from_its_last_state_loses_nothing() {
+    // Dense enough that the skip cap splits the range into several checkpointed windows.
+    let sandbox = start(sandbox_config(25_000)).await;
+    sandbox.faults().set_latency(Duration::from_millis(2));
+    let files = Files::new();
+    let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
+    let catalog = files.json(
+        "catalog.json",
+        &serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap(),
+    );
+    let expected = visible_call_ids(&sandbox, false);
+
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut state = json!([]);
+    // Kill after the second checkpoint of each run, resuming each time from the last state.
+    let kill_after_states = 2;
+    let mut kills = 0;
+    for _ in 0..3 {
+        let state_file = files.json("state.json", &state);
+        let (lines, killed) = tokio::task::spawn_blocking({
+            let (config, catalog) = (arg(&config), arg(&catalog));
+            let state_file = arg(&state_file);
+            move || {
+                let mut child = command(&[
+                    "read",
+                    "--config",
+                    &config,
+                    "--catalog",
+                    &catalog,
+                    "--state",
+                    &state_file,
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn");
+                let reader = BufReader::new(child.stdout.take().unwrap());
+                let mut lines = Vec::new();
+                let mut states = 0;
+                let mut killed = false;
+                for line in reader.lines() {
+                    let line = line.unwrap();
+                    if line.contains("\"type\":\"STATE\"") {
+                        states += 1;
+                    }
+                    lines.push(line);
+                    if states == kill_after_states {
+                        child.kill().unwrap();
+                        killed = true;
+                        break;
+                    }
+                }
+                child.wait().unwrap();
+                (lines, killed)
+            }
+        })
+        .await
+        .unwrap();
+        kills += usize::from(killed);
+        for line in &lines {
+            let message: Value = serde_json::from_str(line).unwrap();
+            if message["type"] == "RECORD" {
+                seen.insert(message["record"]["data"]["id"].as_str().unwrap().to_owned());
+            }
+            if message["type"] == "STATE" {
+                state = json!([message["state"]]);
+            }
+        }
+    }
+    assert!(
+        kills >= 2,
+        "the read finished before it could be killed twice"
+    );
+    let state_file = files.json("state.json", &state);
+    let finished = tokio::task::spawn_blocking(move || {
+        finish(
+            command(&[
+                "read",
+                "--config",
+                &arg(&config),
+                "--catalog",
+                &arg(&catalog),
+                "--state",
+                &arg(&state_file),
+            ])
+            .output()
+            .unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(finished.code, Some(0));
+    for message in finished.of_type("RECORD") {
+        seen.insert(message["record"]["data"]["id"].as_str().unwrap().to_owned());
+    }
+    let missing: Vec<_> = expected.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "{} calls lost across kills: {missing:?}",
+        missing.len()
+    );
+}
