@@ -141,11 +141,11 @@ pub struct SourceConfig {
 /// What the destination does with a record the schema or the API rejects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+// No doc comments on the variants: with them schemars renders a `oneOf`, which Airbyte's spec
+// rules only allow under objects. The field's description explains both values.
 pub enum RejectionPolicy {
-    /// Stop the sync with an error naming the record.
     #[default]
     Fail,
-    /// Log the record's stream, position and reason, count it as rejected, and go on.
     Skip,
 }
 

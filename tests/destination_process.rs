@@ -1,9 +1,5 @@
 //! The destination as Airbyte runs it: the binary with `--role destination write`, messages on
 //! stdin, a config and catalog on disk, killed with SIGKILL mid-way and replayed.
-//!
-//! Ignored until the CLI routes `--role destination` to `clari_copilot::destination` (the
-//! lead's wiring on `main`); both pass with that wiring: `cargo test --test
-//! destination_process -- --include-ignored`.
 
 mod destination_support;
 
@@ -50,7 +46,6 @@ fn accounts_with_states(n: usize, every: usize) -> Input {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the CLI's destination wiring (main)"]
 async fn a_write_killed_with_sigkill_and_replayed_from_its_last_echoed_state_loses_nothing() {
     let sandbox = start().await;
     sandbox
@@ -121,7 +116,6 @@ async fn a_write_killed_with_sigkill_and_replayed_from_its_last_echoed_state_los
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the CLI's destination wiring (main)"]
 async fn the_binary_writes_everything_exits_zero_and_prints_only_messages_without_secrets() {
     let sandbox = start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,8 @@
 //! into config, catalog, state and page parsing (proptest), invalid UTF-8 and oversized files.
 
 use clari_copilot::config::{SourceConfig, read_json_file};
-use clari_copilot::source::{InputState, page, parse_catalog};
+use clari_copilot::cli::parse_catalog;
+use clari_copilot::source::{InputState, page};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -47,7 +48,7 @@ proptest! {
         if let Err(e) = SourceConfig::from_value(&value) {
             prop_assert!(!e.user_message().is_empty());
         }
-        if let Err(e) = parse_catalog(&value) {
+        if let Err(e) = parse_catalog(value.clone()) {
             prop_assert!(e.user_message().contains("catalog"));
         }
         match InputState::from_value(&value) {

@@ -12,10 +12,11 @@ use std::sync::{Arc, OnceLock};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use crate::config::{self, SourceConfig};
+use crate::config::{self, DestinationConfig, SourceConfig};
+use crate::destination;
 use crate::error::{Error, Result};
 use crate::protocol::log_layer::{self, LogSink};
-use crate::protocol::{ErrorTrace, FailureType, Message, Output, Status};
+use crate::protocol::{ConfiguredCatalog, ErrorTrace, FailureType, Message, Output, Status};
 use crate::source;
 
 mod human;
@@ -202,8 +203,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             },
         ) => {
             let config = SourceConfig::from_value(&load_config(&config, output)?)?;
-            let catalog =
-                source::parse_catalog(&config::read_json_file(&catalog, "configured catalog")?)?;
+            let catalog = read_catalog(&catalog)?;
             let state = match state {
                 Some(path) => read_state(&path)?,
                 None => source::InputState::default(),
@@ -222,9 +222,32 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
         (_, Command::Demo(_) | Command::Sandbox(_) | Command::Proxy(_)) => {
             unreachable!("human commands are dispatched by main")
         }
-        (Role::Destination, _) => {
+        (Role::Destination, Command::Spec) => {
+            output.emit(&Message::Spec { spec: destination::spec() })?;
+        }
+        (Role::Destination, Command::Check { config }) => {
+            let outcome = match load_config(&config, output)
+                .and_then(|raw| DestinationConfig::from_value(&raw))
+            {
+                Ok(config) => destination::check(&config).await,
+                Err(error) => Err(error),
+            };
+            return connection_status(outcome, output);
+        }
+        (Role::Destination, Command::Discover { config }) => {
+            DestinationConfig::from_value(&load_config(&config, output)?)?;
+            let destination_catalog = destination::destination_catalog();
+            output.emit(&Message::DestinationCatalog { destination_catalog })?;
+        }
+        (Role::Destination, Command::Write { config, catalog }) => {
+            let config = DestinationConfig::from_value(&load_config(&config, output)?)?;
+            let catalog = read_catalog(&catalog)?;
+            let input = Box::new(std::io::stdin());
+            destination::write(&config, &catalog, input, output.clone()).await?;
+        }
+        (Role::Destination, Command::Read { .. }) => {
             return Err(Error::config(
-                "the destination role is not available in this build",
+                "`read` is a source command: run the binary as source-clari-copilot or with --role source",
             ));
         }
     }
@@ -241,6 +264,16 @@ fn load_config(path: &Path, output: &Output) -> Result<Value> {
         }
     }
     Ok(raw)
+}
+
+/// The configured catalog file, with a message that names what is wrong.
+fn read_catalog(path: &Path) -> Result<ConfiguredCatalog> {
+    parse_catalog(config::read_json_file(path, "configured catalog")?)
+}
+
+/// A configured catalog (either role's), with a message that names what is wrong.
+pub fn parse_catalog(raw: Value) -> Result<ConfiguredCatalog> {
+    serde_json::from_value(raw).map_err(|e| Error::input("configured catalog", e))
 }
 
 /// An empty state file means no state, like a missing one.

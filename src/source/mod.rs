@@ -8,7 +8,6 @@ mod windows;
 
 use std::sync::Arc;
 
-use serde_json::Value;
 
 use crate::catalog;
 use crate::client::{Client, RetryPolicy};
@@ -278,11 +277,6 @@ fn next_weekly_quota_reset(now_millis: i64) -> i64 {
     const FIRST_SUNDAY: i64 = 3 * MILLIS_PER_DAY;
     let weeks = (now_millis - FIRST_SUNDAY).div_euclid(WEEK) + 1;
     FIRST_SUNDAY + weeks * WEEK
-}
-
-/// The raw configured catalog, parsed with a message that names what is wrong.
-pub fn parse_catalog(raw: &Value) -> Result<ConfiguredCatalog> {
-    serde_json::from_value(raw.clone()).map_err(|e| Error::input("configured catalog", e))
 }
 
 #[cfg(test)]
