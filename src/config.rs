@@ -62,6 +62,13 @@ pub struct ApiSettings {
     #[schemars(title = "Requests per second", range(min = 1), extend("order" = 20, "examples" = [10, 5]))]
     pub requests_per_second: u32,
 
+    /// How many minutes the connector keeps retrying while Clari answers HTTP 429 before it
+    /// checkpoints and stops with a transient error. Clari sends no signal when the weekly quota of
+    /// 100,000 requests is used up, so 429s that persist this long are treated as exactly that.
+    #[serde(default = "default_rate_limit_patience_minutes")]
+    #[schemars(title = "Rate-limit patience (minutes)", range(min = 1, max = 1440), extend("order" = 22, "examples" = [10]))]
+    pub rate_limit_patience_minutes: u32,
+
     /// Advanced: the API's base URL. Leave the default unless Clari tells you otherwise. Plain
     /// `http://` is only accepted for loopback hosts (local testing).
     #[serde(default = "default_base_url")]
@@ -134,6 +141,9 @@ pub struct DestinationConfig {
 
 fn default_requests_per_second() -> u32 {
     DOCUMENTED_REQUESTS_PER_SECOND
+}
+fn default_rate_limit_patience_minutes() -> u32 {
+    10
 }
 fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
@@ -235,6 +245,13 @@ impl ApiSettings {
                 "`base_url` scheme {other:?} is not supported; use https"
             ))),
         }
+    }
+
+    /// The retry policy of a sync with this config's patience for HTTP 429.
+    pub fn sync_retry_policy(&self) -> crate::client::RetryPolicy {
+        let patience =
+            std::time::Duration::from_secs(u64::from(self.rate_limit_patience_minutes) * 60);
+        crate::client::RetryPolicy::sync().with_rate_limit_patience(patience)
     }
 
     /// Every secret value, so the output can scrub them from logs.

@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use crate::client::RetryPolicy;
 use crate::config::{self, SourceConfig};
 use crate::error::{Error, Result};
 use crate::protocol::log_layer::{self, LogSink};
@@ -204,8 +203,8 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
                 Some(path) => read_state(&path)?,
                 None => source::InputState::default(),
             };
-            let summary =
-                source::read(&config, &catalog, &state, output, RetryPolicy::sync()).await?;
+            let retry = config.api.sync_retry_policy();
+            let summary = source::read(&config, &catalog, &state, output, retry).await?;
             if !summary.failed_streams.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }

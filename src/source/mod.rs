@@ -78,6 +78,8 @@ pub async fn read(
     output: &Arc<Output>,
     retry: RetryPolicy,
 ) -> Result<ReadSummary> {
+    // Callers normally registered them already; a read must be safe even when they did not.
+    output.add_secrets(config.api.secrets());
     let client = Client::new(&config.api, retry)?;
     if config.api.requests_per_second > config::DOCUMENTED_REQUESTS_PER_SECOND {
         tracing::warn!(
@@ -126,7 +128,13 @@ pub async fn read(
                     "{name}: stopped after {} requests: {error}",
                     client.requests_sent() - before
                 );
-                output.emit(&Message::stream_status(name, StreamStatus::Incomplete))?;
+                let status = match error {
+                    Error::RateLimited { .. } => {
+                        Message::rate_limited(name, next_weekly_quota_reset(now_millis()))
+                    }
+                    _ => Message::stream_status(name, StreamStatus::Incomplete),
+                };
+                output.emit(&status)?;
                 output.emit(&Message::error(error.trace(Some(name))))?;
                 summary.failed_streams.push(name.to_owned());
             }
@@ -227,7 +235,39 @@ impl Reader<'_> {
     }
 }
 
+/// Clari's weekly quota resets every Sunday at 00:00 GMT.
+fn next_weekly_quota_reset(now_millis: i64) -> i64 {
+    const WEEK: i64 = 7 * MILLIS_PER_DAY;
+    // The Unix epoch was a Thursday; the first Sunday 00:00 after it is 3 days later.
+    const FIRST_SUNDAY: i64 = 3 * MILLIS_PER_DAY;
+    let weeks = (now_millis - FIRST_SUNDAY).div_euclid(WEEK) + 1;
+    FIRST_SUNDAY + weeks * WEEK
+}
+
 /// The raw configured catalog, parsed with a message that names what is wrong.
 pub fn parse_catalog(raw: &Value) -> Result<ConfiguredCatalog> {
     serde_json::from_value(raw.clone()).map_err(|e| Error::input("configured catalog", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weekly_quota_resets_on_the_next_sunday_at_midnight_gmt() {
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+        // 2026-11-30 is a Monday.
+        assert_eq!(
+            next_weekly_quota_reset(at("2026-11-30T12:00:00Z")),
+            at("2026-12-06T00:00:00Z")
+        );
+        assert_eq!(
+            next_weekly_quota_reset(at("2026-12-06T00:00:00Z")),
+            at("2026-12-13T00:00:00Z")
+        );
+        assert_eq!(
+            next_weekly_quota_reset(at("2026-12-05T23:59:59Z")),
+            at("2026-12-06T00:00:00Z")
+        );
+    }
 }
