@@ -65,21 +65,35 @@ pub fn check_spec(case: &Case, spec: &Value, config: &Value, expected: Option<&V
 
     // test_config_match_spec: the config minus keys starting with `_` validates.
     let validator = jsonschema::draft7::new(schema).unwrap_or_else(|e| {
-        case.at("test_config_match_spec")
-            .fail(format!("connectionSpecification is not a valid JSON schema: {e}"), schema)
+        case.at("test_config_match_spec").fail(
+            format!("connectionSpecification is not a valid JSON schema: {e}"),
+            schema,
+        )
     });
     let mut visible = config.clone();
     if let Value::Object(map) = &mut visible {
         map.retain(|k, _| !k.starts_with('_'));
     }
-    let problems: Vec<String> = validator.iter_errors(&visible).map(|e| e.to_string()).collect();
+    let problems: Vec<String> = validator
+        .iter_errors(&visible)
+        .map(|e| e.to_string())
+        .collect();
     case.at("test_config_match_spec").ensure(
         problems.is_empty(),
-        || format!("the config does not match the spec: {}", problems.join("; ")),
+        || {
+            format!(
+                "the config does not match the spec: {}",
+                problems.join("; ")
+            )
+        },
         &json!({"config_keys": visible.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>())}),
     );
 
-    check_no_key_anywhere(&case.at("test_defined_refs_exist_in_json_spec_file"), schema, "$ref");
+    check_no_key_anywhere(
+        &case.at("test_defined_refs_exist_in_json_spec_file"),
+        schema,
+        "$ref",
+    );
     check_additional_properties(&case.at("test_additionalProperties_is_true"), schema);
     check_spec_node(case, schema, "", true);
 }
@@ -115,9 +129,12 @@ pub fn check_additional_properties(case: &Case, value: &Value) {
                     value,
                 );
             }
-            map.values().for_each(|v| check_additional_properties(case, v));
+            map.values()
+                .for_each(|v| check_additional_properties(case, v));
         }
-        Value::Array(items) => items.iter().for_each(|v| check_additional_properties(case, v)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| check_additional_properties(case, v)),
         _ => {}
     }
 }
@@ -157,7 +174,9 @@ fn check_spec_node(case: &Case, node: &Value, path: &str, is_root: bool) {
     }
     let types = types_of(node);
     if types.contains(&"object") && !is_root {
-        let has_properties = node["properties"].as_object().is_some_and(|p| !p.is_empty());
+        let has_properties = node["properties"]
+            .as_object()
+            .is_some_and(|p| !p.is_empty());
         case.at("test_object_not_empty").ensure(
             has_properties || node.get("oneOf").is_some(),
             || format!("an object below the root needs properties or oneOf (at {path:?})"),
@@ -212,7 +231,13 @@ fn check_spec_node(case: &Case, node: &Value, path: &str, is_root: bool) {
         }
     }
     for key in ["oneOf", "anyOf", "allOf"] {
-        for (i, child) in node.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, child) in node
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             check_spec_node(case, child, &format!("{path}/{key}/{i}"), false);
         }
     }
@@ -224,7 +249,9 @@ fn check_properties(case: &Case, properties: &Map<String, Value>, path: &str, to
     for (name, property) in properties {
         let offending = &json!({ "path": format!("{path}/{name}"), "schema": property });
         let types = types_of(property);
-        let can_hold_secret = types.iter().any(|t| ["string", "integer", "number"].contains(t))
+        let can_hold_secret = types
+            .iter()
+            .any(|t| ["string", "integer", "number"].contains(t))
             && property.get("const").is_none();
         if SECRET_NAMES.contains(&name.to_lowercase().as_str()) && can_hold_secret {
             case.at("test_secret_is_properly_marked").ensure(
@@ -337,8 +364,10 @@ pub fn check_catalog(case: &Case, streams: &[Value], validate_primary_keys_data_
         );
         let schema = &stream["json_schema"];
         if let Err(e) = jsonschema::draft7::meta::validate(schema) {
-            case.at("test_streams_have_valid_json_schemas")
-                .fail(format!("`{name}`'s json_schema is not a valid Draft 7 schema: {e}"), stream);
+            case.at("test_streams_have_valid_json_schemas").fail(
+                format!("`{name}`'s json_schema is not a valid Draft 7 schema: {e}"),
+                stream,
+            );
         }
         case.at("test_defined_cursors_exist_in_schema").ensure(
             schema["properties"].is_object(),
@@ -352,11 +381,23 @@ pub fn check_catalog(case: &Case, streams: &[Value], validate_primary_keys_data_
                 stream,
             );
         }
-        check_no_key_anywhere(&case.at("test_defined_refs_exist_in_schema"), schema, "$ref");
+        check_no_key_anywhere(
+            &case.at("test_defined_refs_exist_in_schema"),
+            schema,
+            "$ref",
+        );
         for keyword in ["allOf", "not"] {
-            check_no_key_anywhere(&case.at("test_defined_keyword_exist_in_schema"), schema, keyword);
+            check_no_key_anywhere(
+                &case.at("test_defined_keyword_exist_in_schema"),
+                schema,
+                keyword,
+            );
         }
-        for key in stream["source_defined_primary_key"].as_array().into_iter().flatten() {
+        for key in stream["source_defined_primary_key"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let path = key.as_array().cloned().unwrap_or_default();
             let property = property_at(schema, &path);
             case.at("test_primary_keys_exist_in_schema").ensure(
@@ -374,7 +415,9 @@ pub fn check_catalog(case: &Case, streams: &[Value], validate_primary_keys_data_
             }
         }
         case.at("test_streams_has_sync_modes").ensure(
-            stream["supported_sync_modes"].as_array().is_some_and(|m| !m.is_empty()),
+            stream["supported_sync_modes"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty()),
             || format!("`{name}` must list its supported_sync_modes"),
             stream,
         );
@@ -396,7 +439,11 @@ pub fn property_at<'a>(schema: &'a Value, path: &[Value]) -> Option<&'a Value> {
 /// pendulum's lenient parse.
 pub fn cat_date_time(value: &str) -> bool {
     fn digits(s: &[u8], min: usize, max: usize) -> Option<(u32, usize)> {
-        let n = s.iter().take(max).take_while(|b| b.is_ascii_digit()).count();
+        let n = s
+            .iter()
+            .take(max)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
         if n < min {
             return None;
         }
@@ -432,7 +479,10 @@ pub fn cat_date_time(value: &str) -> bool {
             Some(_) => {}
             None if i == 2 => {
                 // The date–time separator: whitespace or `T`.
-                if !s.get(at).is_some_and(|b| *b == b'T' || b.is_ascii_whitespace()) {
+                if !s
+                    .get(at)
+                    .is_some_and(|b| *b == b'T' || b.is_ascii_whitespace())
+                {
                     return false;
                 }
                 at += 1;
@@ -477,7 +527,10 @@ pub fn check_records_schema(case: &Case, records: &[&Value], catalog: &Value) {
         let stream = record["record"]["stream"].as_str().unwrap_or_default();
         let data = &record["record"]["data"];
         let Some((validator, fields)) = validators.get(stream) else {
-            case.fail(format!("a record of `{stream}`, which is not in the configured catalog"), record);
+            case.fail(
+                format!("a record of `{stream}`, which is not in the configured catalog"),
+                record,
+            );
         };
         let problems: Vec<String> = validator
             .iter_errors(data)
@@ -485,7 +538,12 @@ pub fn check_records_schema(case: &Case, records: &[&Value], catalog: &Value) {
             .collect();
         case.ensure(
             problems.is_empty(),
-            || format!("a `{stream}` record does not match its schema: {}", problems.join("; ")),
+            || {
+                format!(
+                    "a `{stream}` record does not match its schema: {}",
+                    problems.join("; ")
+                )
+            },
             record,
         );
         let shared = data
@@ -507,7 +565,10 @@ pub fn primary_key_of(data: &Value, key: &Value) -> Vec<Value> {
         .map(|path| {
             let mut node = data;
             for part in path.as_array().into_iter().flatten() {
-                node = part.as_str().and_then(|p| node.get(p)).unwrap_or(&Value::Null);
+                node = part
+                    .as_str()
+                    .and_then(|p| node.get(p))
+                    .unwrap_or(&Value::Null);
             }
             node.clone()
         })

@@ -20,7 +20,8 @@ use crate::common::process::{self, Ran};
 /// The source image's acceptance-test folder.
 pub const SOURCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/acceptance-tests");
 /// The destination image's acceptance-test folder.
-pub const DESTINATION_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/acceptance-tests/destination");
+pub const DESTINATION_DIR: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/acceptance-tests/destination");
 
 /// Port of the normal sandbox in the committed configs (`sandbox --port 8089 --calls 25000`).
 pub const MAIN_PORT: u16 = 8089;
@@ -257,7 +258,13 @@ fn copy_tree(from: &Path, to: &Path, env: &Env) {
 /// Runs the binary with `args` (and `stdin`, for `write`), killing it after `timeout_secs` as
 /// CAT would; checks that every stdout line is a protocol message and that no secret of
 /// `secrets` reached stdout or stderr.
-pub fn run(case: &Case, args: &[&str], stdin: Option<&[u8]>, timeout_secs: u64, secrets: &[String]) -> Ran {
+pub fn run(
+    case: &Case,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    timeout_secs: u64,
+    secrets: &[String],
+) -> Ran {
     let mut command = process::command(args);
     command
         .stdin(if stdin.is_some() {
@@ -287,6 +294,7 @@ pub fn run(case: &Case, args: &[&str], stdin: Option<&[u8]>, timeout_secs: u64, 
         let mut buf = Vec::new();
         err.read_to_end(&mut buf).map(|_| buf)
     });
+    let started = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for the binary") {
@@ -303,6 +311,7 @@ pub fn run(case: &Case, args: &[&str], stdin: Option<&[u8]>, timeout_secs: u64, 
         std::thread::sleep(Duration::from_millis(5));
     };
     feeder.join().unwrap();
+    let ran_for = started.elapsed();
     let output = Output {
         status,
         stdout: stdout.join().unwrap().expect("read stdout"),
@@ -316,11 +325,26 @@ pub fn run(case: &Case, args: &[&str], stdin: Option<&[u8]>, timeout_secs: u64, 
     for secret in secrets {
         case.ensure(
             !all_text.contains(secret.as_str()),
-            || "a secret of the config (a value marked airbyte_secret) appears in the output".to_owned(),
+            || {
+                "a secret of the config (a value marked airbyte_secret) appears in the output"
+                    .to_owned()
+            },
             &json!({ "args": args, "secret_length": secret.len() }),
         );
     }
-    process::finish(output)
+    let ran = process::finish(output);
+    if std::env::var_os("CAT_TIMINGS").is_some() {
+        eprintln!(
+            "{}::{} ({}): {:?} ran {:.2} s, parsed after {:.2} s",
+            case.class,
+            case.test,
+            case.case,
+            args.first(),
+            ran_for.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    ran
 }
 
 /// The values of a config that its spec marks `airbyte_secret` (top-level properties).
@@ -382,7 +406,12 @@ pub fn discover(case: &Case, config: &Path, secrets: &[String]) -> BTreeMap<Stri
     let catalogs = of_type(&ran.messages, "CATALOG");
     case.ensure(
         catalogs.len() == 1,
-        || format!("discover must output exactly one CATALOG, got {}", catalogs.len()),
+        || {
+            format!(
+                "discover must output exactly one CATALOG, got {}",
+                catalogs.len()
+            )
+        },
         &summary(&ran.messages),
     );
     catalogs[0]["catalog"]["streams"]
@@ -416,13 +445,22 @@ pub fn catalog_from_discovered(discovered: &BTreeMap<String, Value>, empty: &[St
 
 /// `build_configured_catalog_from_custom_catalog`: the file's streams, each stream definition
 /// replaced by the discovered one.
-pub fn catalog_from_custom(case: &Case, custom: &Value, discovered: &BTreeMap<String, Value>) -> Value {
+pub fn catalog_from_custom(
+    case: &Case,
+    custom: &Value,
+    discovered: &BTreeMap<String, Value>,
+) -> Value {
     let mut catalog = custom.clone();
     for configured in catalog["streams"].as_array_mut().into_iter().flatten() {
-        let name = configured["stream"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = configured["stream"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let Some(stream) = discovered.get(&name) else {
             case.fail(
-                format!("the configured catalog names a stream {name:?} that discover does not report"),
+                format!(
+                    "the configured catalog names a stream {name:?} that discover does not report"
+                ),
                 configured,
             );
         };
@@ -453,7 +491,10 @@ pub fn full_refresh_only(catalog: &Value) -> Value {
 pub fn incremental_only(case: &Case, catalog: &Value) -> Value {
     let mut catalog = only_mode(catalog, "incremental");
     for configured in catalog["streams"].as_array_mut().into_iter().flatten() {
-        if configured["cursor_field"].as_array().is_none_or(Vec::is_empty) {
+        if configured["cursor_field"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+        {
             match configured["stream"].get("default_cursor_field") {
                 Some(Value::Array(default)) if !default.is_empty() => {
                     configured["cursor_field"] = Value::Array(default.clone());
@@ -524,9 +565,53 @@ pub fn latest_states(messages: &[&Value]) -> BTreeMap<String, Value> {
 /// DeepDiff(records_1.data, records_2.data, ignore_order=True) is empty exactly when both hold
 /// the same set of distinct values (repetitions are not reported by default).
 pub fn same_data(first: &[&Value], second: &[&Value]) -> bool {
-    use std::collections::BTreeSet;
-    let set = |records: &[&Value]| -> BTreeSet<String> {
-        records.iter().map(|r| r["record"]["data"].to_string()).collect()
+    use std::collections::HashMap;
+    use std::hash::{DefaultHasher, Hasher};
+    // Hash buckets, then exact comparison inside a bucket: no re-serialising of large reads.
+    fn hash(value: &Value, h: &mut DefaultHasher) {
+        match value {
+            Value::Null => h.write_u8(0),
+            Value::Bool(b) => h.write_u8(1 + u8::from(*b)),
+            Value::Number(n) => {
+                h.write_u8(3);
+                h.write_u64(n.as_f64().unwrap_or_default().to_bits());
+            }
+            Value::String(s) => {
+                h.write_u8(4);
+                h.write(s.as_bytes());
+            }
+            Value::Array(items) => {
+                h.write_u8(5);
+                items.iter().for_each(|i| hash(i, h));
+            }
+            Value::Object(map) => {
+                h.write_u8(6);
+                for (k, v) in map {
+                    h.write(k.as_bytes());
+                    hash(v, h);
+                }
+            }
+        }
+    }
+    fn set<'a>(records: &[&'a Value]) -> HashMap<u64, Vec<&'a Value>> {
+        let mut buckets: HashMap<u64, Vec<&Value>> = HashMap::new();
+        for record in records {
+            let data = &record["record"]["data"];
+            let mut h = DefaultHasher::new();
+            hash(data, &mut h);
+            let bucket = buckets.entry(h.finish()).or_default();
+            if !bucket.contains(&data) {
+                bucket.push(data);
+            }
+        }
+        buckets
+    }
+    let contains = |set: &HashMap<u64, Vec<&Value>>, other: &HashMap<u64, Vec<&Value>>| {
+        other.iter().all(|(k, values)| {
+            set.get(k)
+                .is_some_and(|b| values.iter().all(|v| b.contains(v)))
+        })
     };
-    set(first) == set(second)
+    let (a, b) = (set(first), set(second));
+    contains(&a, &b) && contains(&b, &a)
 }
