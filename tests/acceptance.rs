@@ -1488,6 +1488,71 @@ enum Expect {
     Error,
 }
 
+/// The scenario files themselves (this runs while the destination role is not on main): every
+/// line an Airbyte message, every record of a success scenario valid for its object's write
+/// schema, and the error scenario naming a stream the catalog does not.
+#[test]
+fn dest_write_scenarios_are_well_formed() {
+    let dir = Path::new(DESTINATION_DIR);
+    let scenarios: Scenarios =
+        serde_norway::from_str(&std::fs::read_to_string(dir.join("scenarios.yml")).unwrap())
+            .unwrap_or_else(|e| panic!("scenarios.yml: {e}"));
+    let catalog = read_json(&dir.join(&scenarios.catalog));
+    let configured: BTreeSet<&str> = catalog["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["stream"]["name"].as_str())
+        .collect();
+    assert!(
+        dir.join(&scenarios.config).exists(),
+        "{} is missing",
+        scenarios.config
+    );
+    for scenario in &scenarios.scenarios {
+        let text = std::fs::read_to_string(dir.join(&scenario.file))
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.file));
+        let mut unknown_streams = 0;
+        for (n, line) in text.lines().enumerate() {
+            let message: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{} line {}: not JSON: {e}", scenario.file, n + 1));
+            assert!(
+                ["RECORD", "STATE", "TRACE"]
+                    .contains(&message["type"].as_str().unwrap_or_default()),
+                "{} line {}: not a message the platform sends a destination",
+                scenario.file,
+                n + 1
+            );
+            if message["type"] != "RECORD" {
+                continue;
+            }
+            let stream = message["record"]["stream"].as_str().unwrap_or_default();
+            if !configured.contains(stream) {
+                unknown_streams += 1;
+                continue;
+            }
+            if let Err(e) = clari_copilot::catalog::validate_destination_record(
+                stream,
+                &message["record"]["data"],
+            ) {
+                panic!("{} line {}: {e}", scenario.file, n + 1);
+            }
+        }
+        match scenario.expect {
+            Expect::Success => assert_eq!(
+                unknown_streams, 0,
+                "{}: a stream outside the catalog",
+                scenario.file
+            ),
+            Expect::Error => assert!(
+                unknown_streams > 0,
+                "{}: no stream outside the catalog",
+                scenario.file
+            ),
+        }
+    }
+}
+
 /// The key field of each destination object, and where the sandbox stores it.
 fn stored(
     store: &clari_copilot::sandbox::WriteStore,
