@@ -70,7 +70,7 @@ proptest! {
 }
 
 #[test]
-fn deeply_nested_json_is_refused_with_a_message_not_a_stack_overflow() {
+fn deeply_nested_json_never_overflows_the_stack() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let err = page::parse(deep.as_bytes(), &["calls"], "/calls").unwrap_err();
     assert!(err.to_string().contains("/calls"), "{err}");
