@@ -1429,7 +1429,6 @@ fn check_cursor_formats(
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "destination role not merged yet"]
 fn cat_destination_spec() {
     run_spec(&DESTINATION, DESTINATION_DIR, true);
     let case = Case::new("TestSpec", "test_spec", "destination");
@@ -1444,7 +1443,6 @@ fn cat_destination_spec() {
 }
 
 #[test]
-#[ignore = "destination role not merged yet"]
 fn cat_destination_connection_succeed() {
     run_connection(
         &DESTINATION,
@@ -1455,7 +1453,6 @@ fn cat_destination_connection_succeed() {
 }
 
 #[test]
-#[ignore = "destination role not merged yet"]
 fn cat_destination_connection_failed() {
     run_connection(
         &DESTINATION,
@@ -1568,7 +1565,6 @@ fn stored(
 }
 
 #[test]
-#[ignore = "destination role not merged yet"]
 fn dest_write_scenarios() {
     let path = Path::new(DESTINATION_DIR).join("scenarios.yml");
     let scenarios: Scenarios = serde_norway::from_str(&std::fs::read_to_string(&path).unwrap())
