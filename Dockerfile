@@ -12,20 +12,13 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /build
 
-# Dependencies first, in their own layer, so that a change to the sources alone does not
-# recompile them. The placeholder sources are deleted before the real ones are copied in.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && cargo build --release --locked \
-    && rm -rf src
-
-COPY src src
-COPY catalog catalog
-# touch: the copied sources may be older than the placeholder build, and cargo goes by mtime.
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
+# The whole (.dockerignore'd) tree: Cargo.toml may name tests and benches that must exist.
+COPY . .
+# Cache mounts keep downloaded crates and compiled dependencies between builds (BuildKit and
+# buildah); the binary is copied out of the cached target directory in the same step.
+RUN --mount=type=cache,id=clari-copilot-cargo-registry,target=/usr/local/cargo/registry \
+    --mount=type=cache,id=clari-copilot-target,target=/build/target,sharing=locked \
+    cargo build --release --locked \
     && cp target/release/source-clari-copilot /usr/local/bin/source-clari-copilot
 
 # ---- runtime: Debian slim, the binary, the CA bundle, a non-root user ----------------------

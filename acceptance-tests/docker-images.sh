@@ -372,11 +372,13 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 sent=$SECONDS
-pm kill --signal TERM "$name" > /dev/null 2>&1 || true
+killed=no
+pm kill --signal TERM "$name" > /dev/null 2>&1 && killed=yes
 sigterm_rc=0
 wait "$podman_pid" || sigterm_rc=$?
 took=$((SECONDS - sent))
 echo "  ran   sigterm: podman kill --signal TERM during a read -> exit $sigterm_rc after ${took}s"
+check "source: the read was still running when SIGTERM was sent" equals yes "$killed"
 check "source: SIGTERM during a read ends it with exit 0 within 10 s" \
     sh -c "[ $sigterm_rc = 0 ] && [ $took -le 10 ]"
 check "source: ... after records, with complete JSON lines only" \
