@@ -25,8 +25,9 @@ use jsonschema::{Draft, ValidationError, Validator};
 use serde_json::Value;
 
 /// Names of the streams the source reports in `discover`, in catalog order.
-pub const SOURCE_STREAMS: [&str; 5] = [
+pub const SOURCE_STREAMS: [&str; 6] = [
     "calls",
+    "call-details",
     "users",
     "topics",
     "scorecard",
@@ -37,8 +38,12 @@ pub const SOURCE_STREAMS: [&str; 5] = [
 pub const DESTINATION_OBJECTS: [&str; 4] = ["accounts", "contacts", "deals", "calls"];
 
 /// Schema text of each source stream, in the order of [`SOURCE_STREAMS`].
-const SOURCE_SCHEMA_TEXTS: [(&str, &str); 5] = [
+const SOURCE_SCHEMA_TEXTS: [(&str, &str); 6] = [
     ("calls", include_str!("../catalog/source/calls.json")),
+    (
+        "call-details",
+        include_str!("../catalog/source/call-details.json"),
+    ),
     ("users", include_str!("../catalog/source/users.json")),
     ("topics", include_str!("../catalog/source/topics.json")),
     (
@@ -125,24 +130,6 @@ pub fn source_schema(stream: &str) -> Option<Value> {
 /// An owned copy of a destination object's write schema.
 pub fn destination_schema(object: &str) -> Option<Value> {
     destination_schema_ref(object).cloned()
-}
-
-/// The primary-key field of a source stream: `topic_id` for `topics`, `id` for the others.
-pub fn source_primary_key(stream: &str) -> Option<&'static str> {
-    match stream {
-        "topics" => Some("topic_id"),
-        "calls" | "users" | "scorecard" | "scorecard-template" => Some("id"),
-        _ => None,
-    }
-}
-
-/// The cursor field of a source stream that supports incremental reads: only `calls`, on
-/// `last_modified_time`. The other streams carry no usable timestamp.
-pub fn source_cursor_field(stream: &str) -> Option<&'static str> {
-    match stream {
-        "calls" => Some("last_modified_time"),
-        _ => None,
-    }
 }
 
 /// Compiles a record validator for one of these schemas that checks records the way the

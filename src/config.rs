@@ -62,6 +62,13 @@ pub struct ApiSettings {
     #[schemars(title = "Requests per second", range(min = 1), extend("order" = 20, "examples" = [10, 5]))]
     pub requests_per_second: u32,
 
+    /// How many minutes the connector keeps retrying while Clari answers HTTP 429 before it
+    /// checkpoints and stops with a transient error. Clari sends no signal when the weekly quota of
+    /// 100,000 requests is used up, so 429s that persist this long are treated as exactly that.
+    #[serde(default = "default_rate_limit_patience_minutes")]
+    #[schemars(title = "Rate-limit patience (minutes)", range(min = 1, max = 1440), extend("order" = 22, "examples" = [10]))]
+    pub rate_limit_patience_minutes: u32,
+
     /// Advanced: the API's base URL. Leave the default unless Clari tells you otherwise. Plain
     /// `http://` is only accepted for loopback hosts (local testing).
     #[serde(default = "default_base_url")]
@@ -104,16 +111,41 @@ pub struct SourceConfig {
     #[serde(default = "default_page_size")]
     #[schemars(title = "Page size", range(min = 1, max = 100), extend("order" = 5, "examples" = [25]))]
     pub page_size: u32,
+
+    /// `call-details` fetches a call's transcript and summary once its status is one of these,
+    /// and again only when its status changes. POST_PROCESSING_DONE is when Clari has finished
+    /// the transcript, the summary and the metrics; calls in other statuses are fetched later,
+    /// when they reach one of these.
+    #[serde(default = "default_call_details_statuses")]
+    #[schemars(title = "Call details: finished statuses", extend("order" = 6, "examples" = [["POST_PROCESSING_DONE"]]))]
+    pub call_details_statuses: Vec<String>,
+
+    /// At most this many `/call-details` requests per sync, to protect the weekly quota of
+    /// 100,000 requests. When the next batch would pass it, the sync stops cleanly at its last
+    /// checkpoint and the next sync carries on from there. Empty means no cap.
+    #[serde(default)]
+    #[schemars(title = "Call details: requests per sync", range(min = 1), extend("order" = 7, "examples" = [5000]))]
+    pub call_details_max_requests: Option<u32>,
+
+    /// Ask `call-details` for a signed `audio_url`. Signed URLs expire 4 hours after the sync.
+    #[serde(default)]
+    #[schemars(title = "Call details: include audio URL", extend("order" = 8))]
+    pub call_details_include_audio: bool,
+
+    /// Ask `call-details` for a signed `video_url`. Signed URLs expire 4 hours after the sync.
+    #[serde(default)]
+    #[schemars(title = "Call details: include video URL", extend("order" = 9))]
+    pub call_details_include_video: bool,
 }
 
 /// What the destination does with a record the schema or the API rejects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+// No doc comments on the variants: with them schemars renders a `oneOf`, which Airbyte's spec
+// rules only allow under objects. The field's description explains both values.
 pub enum RejectionPolicy {
-    /// Stop the sync with an error naming the record.
     #[default]
     Fail,
-    /// Log the record's stream, position and reason, count it as rejected, and go on.
     Skip,
 }
 
@@ -135,6 +167,9 @@ pub struct DestinationConfig {
 fn default_requests_per_second() -> u32 {
     DOCUMENTED_REQUESTS_PER_SECOND
 }
+fn default_rate_limit_patience_minutes() -> u32 {
+    10
+}
 fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
 }
@@ -143,6 +178,9 @@ fn default_lookback_days() -> u32 {
 }
 fn default_page_size() -> u32 {
     25
+}
+fn default_call_details_statuses() -> Vec<String> {
+    vec!["POST_PROCESSING_DONE".to_owned()]
 }
 
 /// The `connectionSpecification` of a config type: draft-07, no `$ref`, Airbyte's extensions.
@@ -235,6 +273,13 @@ impl ApiSettings {
                 "`base_url` scheme {other:?} is not supported; use https"
             ))),
         }
+    }
+
+    /// The retry policy of a sync with this config's patience for HTTP 429.
+    pub fn sync_retry_policy(&self) -> crate::client::RetryPolicy {
+        let patience =
+            std::time::Duration::from_secs(u64::from(self.rate_limit_patience_minutes) * 60);
+        crate::client::RetryPolicy::sync().with_rate_limit_patience(patience)
     }
 
     /// Every secret value, so the output can scrub them from logs.

@@ -60,6 +60,18 @@ pub enum Error {
     #[error("{0}")]
     SkipCap(String),
 
+    /// A record the write schema or the API rejected, under the `fail` rejection policy.
+    #[error("record on line {line} of stream {stream:?} rejected: {reason}")]
+    RecordRejected {
+        stream: String,
+        line: u64,
+        reason: String,
+    },
+
+    /// A RECORD on the destination's input for a stream the configured catalog lacks.
+    #[error("line {line}: record for stream {stream:?}, which is not in the configured catalog")]
+    UnconfiguredStream { stream: String, line: u64 },
+
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -78,12 +90,16 @@ impl Error {
 
     pub fn failure_type(&self) -> FailureType {
         match self {
-            Error::Config(_) | Error::Auth { .. } | Error::Input { .. } => FailureType::ConfigError,
+            Error::Config(_)
+            | Error::Auth { .. }
+            | Error::Input { .. }
+            | Error::RecordRejected { .. } => FailureType::ConfigError,
             Error::RateLimited { .. } | Error::Transport { .. } => FailureType::TransientError,
             Error::Http { status, .. } if *status >= 500 => FailureType::TransientError,
             Error::Http { .. }
             | Error::InvalidResponse { .. }
             | Error::SkipCap(_)
+            | Error::UnconfiguredStream { .. }
             | Error::Io(_) => FailureType::SystemError,
         }
     }
@@ -114,6 +130,18 @@ impl Error {
             }
             Error::Input { what, detail } => format!("The {what} is invalid: {detail}"),
             Error::SkipCap(message) => message.clone(),
+            Error::RecordRejected {
+                stream,
+                line,
+                reason,
+            } => format!(
+                "The record on line {line} of stream `{stream}` was rejected: {reason}. Fix the record in the \
+                 source, or set `on_rejected_record` to `skip` to log and count such records instead of failing."
+            ),
+            Error::UnconfiguredStream { stream, line } => format!(
+                "Line {line} of the input holds a record for stream `{stream}`, which is not in the configured \
+                 catalog. Refresh the connection's schema so the catalog and the source agree."
+            ),
             Error::Io(error) => format!("An I/O error stopped the connector: {error}"),
         }
     }

@@ -6,7 +6,7 @@
 //! - [`config`] and [`error`]: what users configure, and how failures are reported;
 //! - [`catalog`]: the streams' JSON schemas, embedded data files;
 //! - [`client`]: authenticated, rate-limited, retrying HTTP (knows no streams);
-//! - [`source`] and `destination`: the two roles, sharing only the layers above;
+//! - [`source`] and [`destination`]: the two roles, sharing only the layers above;
 //! - `sandbox`: a fake Clari Copilot API for tests and demos, which imports none of the above;
 //! - [`cli`]: the command line, the only place that wires roles and the sandbox together.
 
@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod destination;
 pub mod error;
 pub mod protocol;
 pub mod sandbox;

@@ -4,8 +4,9 @@
 
 use clari_copilot::catalog::{
     self, DESTINATION_OBJECTS, FieldError, RecordRejected, SOURCE_STREAMS, record_validator,
-    source_cursor_field, source_primary_key, validate_destination_record,
+    validate_destination_record,
 };
+use clari_copilot::source::streams;
 use serde_json::{Value, json};
 
 const DRAFT_07: &str = "http://json-schema.org/draft-07/schema#";
@@ -169,10 +170,7 @@ fn every_listed_stream_and_object_has_an_embedded_schema_and_unknown_names_have_
         assert_eq!(schema["title"], name);
         let text = catalog::source_schema_text(name).expect("text");
         assert_eq!(serde_json::from_str::<Value>(text).expect("json"), schema);
-        assert!(
-            source_primary_key(name).is_some(),
-            "{name} has a primary key"
-        );
+        assert!(primary_key(name).is_some(), "{name} has a primary key");
     }
     for name in DESTINATION_OBJECTS {
         let schema = catalog::destination_schema(name).expect("destination schema");
@@ -183,7 +181,7 @@ fn every_listed_stream_and_object_has_an_embedded_schema_and_unknown_names_have_
     assert!(catalog::source_schema("accounts").is_none());
     assert!(catalog::source_schema("Calls").is_none());
     assert!(catalog::destination_schema("users").is_none());
-    assert!(source_primary_key("nope").is_none());
+    assert!(primary_key("nope").is_none());
 }
 
 // ---------------------------------------------------------------- schema shape (CAT discovery)
@@ -265,7 +263,7 @@ fn every_node_has_a_type_and_every_top_level_property_a_description() {
 fn every_source_field_but_the_primary_key_may_be_null() {
     for stream in SOURCE_STREAMS {
         let schema = catalog::source_schema_ref(stream).expect("schema");
-        let pk = source_primary_key(stream).expect("pk");
+        let pk = primary_key(stream).expect("pk");
         let pk_path = format!("{stream}.{pk}");
         walk(schema, stream, &mut |path, node| {
             if path == stream || path == pk_path {
@@ -291,12 +289,12 @@ fn every_source_field_but_the_primary_key_may_be_null() {
 fn source_primary_key_is_a_required_non_null_string() {
     for stream in SOURCE_STREAMS {
         let schema = catalog::source_schema_ref(stream).expect("schema");
-        let pk = source_primary_key(stream).expect("pk");
+        let pk = primary_key(stream).expect("pk");
         assert_eq!(schema["properties"][pk]["type"], "string", "{stream}.{pk}");
         assert_eq!(schema["required"], json!([pk]), "{stream}");
     }
-    assert_eq!(source_primary_key("topics"), Some("topic_id"));
-    assert_eq!(source_primary_key("calls"), Some("id"));
+    assert_eq!(primary_key("topics"), Some("topic_id"));
+    assert_eq!(primary_key("calls"), Some("id"));
 }
 
 #[test]
@@ -316,7 +314,7 @@ fn source_schemas_keep_enums_open() {
 fn call_timestamps_and_the_cursor_are_timezone_aware_date_times() {
     let schema = catalog::source_schema_ref("calls").expect("schema");
     let props = &schema["properties"];
-    let cursor = source_cursor_field("calls").expect("calls is incremental");
+    let cursor = cursor_field("calls").expect("calls is incremental");
     assert_eq!(cursor, "last_modified_time");
     let date_times = [
         &props["time"],
@@ -333,7 +331,7 @@ fn call_timestamps_and_the_cursor_are_timezone_aware_date_times() {
     let cursor_desc = props[cursor]["description"].as_str().expect("description");
     assert!(cursor_desc.contains("status"), "{cursor_desc}");
     for stream in ["users", "topics", "scorecard", "scorecard-template"] {
-        assert_eq!(source_cursor_field(stream), None, "{stream}");
+        assert_eq!(cursor_field(stream), None, "{stream}");
     }
 }
 
@@ -802,4 +800,12 @@ fn unknown_destination_object_is_rejected_by_name() {
         .expect_err("unknown object");
     assert_eq!(err, RecordRejected::UnknownObject("opportunities".into()));
     assert!(err.to_string().contains("opportunities"));
+}
+
+fn primary_key(stream: &str) -> Option<&'static str> {
+    streams::find(stream).map(|def| def.primary_key)
+}
+
+fn cursor_field(stream: &str) -> Option<&'static str> {
+    streams::find(stream).and_then(|def| def.cursor)
 }

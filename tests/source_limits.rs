@@ -48,3 +48,51 @@ async fn at_the_documented_rate_a_server_enforcing_it_never_answers_429() {
     assert_eq!(sandbox.faults().rate_limited_count(), 0);
     assert_eq!(run.ids("calls", "id"), visible_call_ids(&sandbox, false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_429s_checkpoint_and_stop_with_a_rate_limited_status_instead_of_waiting_for_days()
+ {
+    let sandbox = start(sandbox_config(25_000)).await;
+    // Let the first windows complete, then answer 429 to everything: the weekly quota is gone.
+    let handle = sandbox.handle();
+    sandbox.faults().mutate_after_calls_requests(
+        150,
+        clari_copilot::sandbox::Mutation::Custom(Box::new(move |_| {
+            handle.faults().fail_every(1, 429)
+        })),
+    );
+    let run = read(
+        config_json(&sandbox.base_url(), json!({})),
+        &catalog(&[("calls", "incremental")]),
+        &json!([]),
+    )
+    .await;
+    let states = run.states("calls");
+    assert!(
+        !states.is_empty(),
+        "completed windows were checkpointed before the stop"
+    );
+    let errors = run.errors();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["failure_type"], "transient_error");
+    let last_status = run
+        .of_type("TRACE")
+        .filter(|m| m["trace"]["type"] == "STREAM_STATUS")
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last_status["trace"]["stream_status"]["status"],
+        "INCOMPLETE"
+    );
+    assert_eq!(
+        last_status["trace"]["stream_status"]["reasons"][0]["type"],
+        "RATE_LIMITED"
+    );
+    assert!(
+        last_status["trace"]["stream_status"]["reasons"][0]["rate_limited"]["quota_reset"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+}

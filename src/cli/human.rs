@@ -35,6 +35,10 @@ pub struct SandboxArgs {
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Answer every successful request with a body that is not JSON (a cut HTML error page),
+    /// as the acceptance tests' `exception` connection case needs.
+    #[arg(long)]
+    pub malformed_body: bool,
 }
 
 impl SandboxArgs {
@@ -52,6 +56,7 @@ impl SandboxArgs {
         sandbox
             .faults()
             .set_latency(Duration::from_millis(self.latency_ms));
+        sandbox.faults().set_malformed_body(self.malformed_body);
         Ok(sandbox)
     }
 }

@@ -12,14 +12,15 @@ use std::sync::{Arc, OnceLock};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use crate::client::RetryPolicy;
-use crate::config::{self, SourceConfig};
+use crate::config::{self, DestinationConfig, SourceConfig};
+use crate::destination;
 use crate::error::{Error, Result};
 use crate::protocol::log_layer::{self, LogSink};
-use crate::protocol::{ErrorTrace, FailureType, Message, Output, Status};
+use crate::protocol::{ConfiguredCatalog, ErrorTrace, FailureType, Message, Output, Status};
 use crate::source;
 
 mod human;
+mod proxy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -75,6 +76,9 @@ pub enum Command {
     Demo(human::SandboxArgs),
     /// For people: serve the local fake Clari Copilot API until Ctrl-C.
     Sandbox(human::SandboxArgs),
+    /// For people: send one authenticated request to the API (same auth, rate limit and retries
+    /// as a sync); the body goes to stdout, the status to stderr.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// The role implied by the program's file name.
@@ -123,6 +127,7 @@ pub fn main() -> ExitCode {
     match args.command {
         Command::Demo(options) => run_human(human::demo(options)),
         Command::Sandbox(options) => run_human(human::sandbox(options)),
+        Command::Proxy(options) => run_human(proxy::proxy(options)),
         command => run(role, command, output),
     }
 }
@@ -198,14 +203,13 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             },
         ) => {
             let config = SourceConfig::from_value(&load_config(&config, output)?)?;
-            let catalog =
-                source::parse_catalog(&config::read_json_file(&catalog, "configured catalog")?)?;
+            let catalog = read_catalog(&catalog)?;
             let state = match state {
                 Some(path) => read_state(&path)?,
                 None => source::InputState::default(),
             };
-            let summary =
-                source::read(&config, &catalog, &state, output, RetryPolicy::sync()).await?;
+            let retry = config.api.sync_retry_policy();
+            let summary = source::read(&config, &catalog, &state, output, retry).await?;
             if !summary.failed_streams.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }
@@ -215,12 +219,35 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
                 "`write` is a destination command: run the binary as destination-clari-copilot or with --role destination",
             ));
         }
-        (_, Command::Demo(_) | Command::Sandbox(_)) => {
+        (_, Command::Demo(_) | Command::Sandbox(_) | Command::Proxy(_)) => {
             unreachable!("human commands are dispatched by main")
         }
-        (Role::Destination, _) => {
+        (Role::Destination, Command::Spec) => {
+            output.emit(&Message::Spec { spec: destination::spec() })?;
+        }
+        (Role::Destination, Command::Check { config }) => {
+            let outcome = match load_config(&config, output)
+                .and_then(|raw| DestinationConfig::from_value(&raw))
+            {
+                Ok(config) => destination::check(&config).await,
+                Err(error) => Err(error),
+            };
+            return connection_status(outcome, output);
+        }
+        (Role::Destination, Command::Discover { config }) => {
+            DestinationConfig::from_value(&load_config(&config, output)?)?;
+            let destination_catalog = destination::destination_catalog();
+            output.emit(&Message::DestinationCatalog { destination_catalog })?;
+        }
+        (Role::Destination, Command::Write { config, catalog }) => {
+            let config = DestinationConfig::from_value(&load_config(&config, output)?)?;
+            let catalog = read_catalog(&catalog)?;
+            let input = Box::new(std::io::stdin());
+            destination::write(&config, &catalog, input, output.clone()).await?;
+        }
+        (Role::Destination, Command::Read { .. }) => {
             return Err(Error::config(
-                "the destination role is not available in this build",
+                "`read` is a source command: run the binary as source-clari-copilot or with --role source",
             ));
         }
     }
@@ -237,6 +264,16 @@ fn load_config(path: &Path, output: &Output) -> Result<Value> {
         }
     }
     Ok(raw)
+}
+
+/// The configured catalog file, with a message that names what is wrong.
+fn read_catalog(path: &Path) -> Result<ConfiguredCatalog> {
+    parse_catalog(config::read_json_file(path, "configured catalog")?)
+}
+
+/// A configured catalog (either role's), with a message that names what is wrong.
+pub fn parse_catalog(raw: Value) -> Result<ConfiguredCatalog> {
+    serde_json::from_value(raw).map_err(|e| Error::input("configured catalog", e))
 }
 
 /// An empty state file means no state, like a missing one.

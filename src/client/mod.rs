@@ -9,6 +9,7 @@ pub mod retry;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -159,6 +160,10 @@ impl Client {
     /// retries are errors.
     pub async fn execute(&self, request: Request) -> Result<Response> {
         let mut delays = self.policy.schedule();
+        let mut rate_limited_delays = self.policy.rate_limited_schedule();
+        // Clari documents no signal for an exhausted weekly quota: 429s that persist past the
+        // patience budget are treated as one, instead of sleeping for days.
+        let mut rate_limited_since: Option<Instant> = None;
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -182,7 +187,18 @@ impl Client {
                     Action::RateLimited => {
                         // A 429 was not processed, so replaying it is safe for any request.
                         self.rate_limited.fetch_add(1, Ordering::Relaxed);
-                        (retry_after, self.http_error(&request, &response, attempts))
+                        let since = *rate_limited_since.get_or_insert_with(Instant::now);
+                        let delay = rate_limited_delays.next().unwrap_or(self.policy.max_delay);
+                        if since.elapsed() + delay > self.policy.rate_limit_patience {
+                            return Err(Error::RateLimited {
+                                method: request.method.to_string(),
+                                path: request.path.clone(),
+                                attempts,
+                            });
+                        }
+                        self.pause(&request, retry_after.unwrap_or(delay), "HTTP 429")
+                            .await;
+                        continue;
                     }
                     Action::Retry | Action::BadGateway if request.idempotent => {
                         (retry_after, self.http_error(&request, &response, attempts))
@@ -204,30 +220,26 @@ impl Client {
                     (None, error)
                 }
             };
+            rate_limited_since = None;
             let Some(backoff) = delays.next() else {
-                return Err(match failure {
-                    Error::Http {
-                        status: 429,
-                        method,
-                        path,
-                        ..
-                    } => Error::RateLimited {
-                        method,
-                        path,
-                        attempts,
-                    },
-                    other => other,
-                });
+                return Err(failure);
             };
-            let delay = retry_after.unwrap_or(backoff);
-            tracing::debug!(
-                "retrying {} {} in {:?}: {failure}",
-                request.method,
-                request.path,
-                delay
-            );
-            tokio::time::sleep(delay).await;
+            self.pause(
+                &request,
+                retry_after.unwrap_or(backoff),
+                &failure.to_string(),
+            )
+            .await;
         }
+    }
+
+    async fn pause(&self, request: &Request, delay: std::time::Duration, reason: &str) {
+        tracing::debug!(
+            "retrying {} {} in {delay:?}: {reason}",
+            request.method,
+            request.path
+        );
+        tokio::time::sleep(delay).await;
     }
 
     /// One attempt: the status, the whole body, and a `Retry-After` if the server sent one.

@@ -58,6 +58,8 @@ pub struct RetryPolicy {
     pub max_retries: usize,
     /// Timeout of one attempt, body included.
     pub request_timeout: Duration,
+    /// How long answers of HTTP 429 may go on before the request is given up.
+    pub rate_limit_patience: Duration,
 }
 
 /// Environment override of the first backoff delay, in milliseconds. Only tests and benchmarks
@@ -72,6 +74,7 @@ impl RetryPolicy {
             max_delay: Duration::from_secs(60),
             max_retries: 8,
             request_timeout: Duration::from_secs(120),
+            rate_limit_patience: Duration::from_secs(600),
         })
     }
 
@@ -82,6 +85,7 @@ impl RetryPolicy {
             max_delay: Duration::from_secs(2),
             max_retries: 2,
             request_timeout: Duration::from_secs(10),
+            rate_limit_patience: Duration::from_secs(5),
         })
     }
 
@@ -100,12 +104,27 @@ impl RetryPolicy {
 
     /// The jittered exponential delays between attempts; its length is the retry budget.
     pub fn schedule(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        self.exponential(self.max_retries)
+    }
+
+    /// The delays after HTTP 429: unbounded in count, bounded by `rate_limit_patience`.
+    pub fn rate_limited_schedule(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        self.exponential(usize::MAX)
+    }
+
+    fn exponential(&self, times: usize) -> impl Iterator<Item = Duration> + Send + use<> {
         ExponentialBuilder::default()
             .with_min_delay(self.min_delay)
             .with_max_delay(self.max_delay)
-            .with_max_times(self.max_retries)
+            .with_max_times(times)
             .with_jitter()
             .build()
+    }
+
+    /// This policy with the user's patience for HTTP 429.
+    pub fn with_rate_limit_patience(mut self, patience: Duration) -> Self {
+        self.rate_limit_patience = patience;
+        self
     }
 }
 
@@ -134,6 +153,7 @@ mod tests {
             max_delay: Duration::from_millis(40),
             max_retries: 5,
             request_timeout: Duration::from_secs(1),
+            rate_limit_patience: Duration::from_secs(1),
         };
         let delays: Vec<_> = policy.schedule().collect();
         assert_eq!(delays.len(), 5);

@@ -323,6 +323,20 @@ impl Message {
         })
     }
 
+    /// An INCOMPLETE status saying the stream stopped on the rate limit, and when the quota resets.
+    pub fn rate_limited(stream: &str, quota_reset_millis: i64) -> Self {
+        Self::trace(TraceType::StreamStatus, |t| {
+            t.stream_status = Some(StreamStatusTrace {
+                stream_descriptor: StreamDescriptor::named(stream),
+                status: StreamStatus::Incomplete,
+                reasons: Some(vec![serde_json::json!({
+                    "type": "RATE_LIMITED",
+                    "rate_limited": {"quota_reset": quota_reset_millis}
+                })]),
+            })
+        })
+    }
+
     pub fn estimate(stream: &str, rows: u64) -> Self {
         Self::trace(TraceType::Estimate, |t| {
             t.estimate = Some(EstimateTrace {

@@ -91,6 +91,17 @@ impl Output {
         )
     }
 
+    /// Writes a STATE whose payload is given as is (a destination echoes the states it received
+    /// byte for byte, adding only `destinationStats`), and flushes it at once.
+    pub fn state<T: Serialize + ?Sized>(&self, state: &T) -> io::Result<()> {
+        #[derive(Serialize)]
+        #[serde(tag = "type", rename = "STATE")]
+        struct Envelope<'a, T: ?Sized> {
+            state: &'a T,
+        }
+        self.write_line(&Envelope { state }, true, true)
+    }
+
     pub fn flush(&self) -> io::Result<()> {
         let mut inner = self.lock();
         if inner.closed {

@@ -8,7 +8,6 @@ mod windows;
 
 use std::sync::Arc;
 
-use serde_json::Value;
 
 use crate::catalog;
 use crate::client::{Client, RetryPolicy};
@@ -20,7 +19,7 @@ use crate::protocol::{
 use emitter::StreamEmitter;
 pub use state::InputState;
 use streams::{Paging, StreamDef};
-use windows::WindowedReader;
+use windows::{Completion, Expander, WindowedReader};
 
 const DOCUMENTATION_URL: &str = "https://docs.airbyte.com/integrations/sources/clari-copilot";
 const MILLIS_PER_DAY: i64 = 86_400_000;
@@ -78,6 +77,8 @@ pub async fn read(
     output: &Arc<Output>,
     retry: RetryPolicy,
 ) -> Result<ReadSummary> {
+    // Callers normally registered them already; a read must be safe even when they did not.
+    output.add_secrets(config.api.secrets());
     let client = Client::new(&config.api, retry)?;
     if config.api.requests_per_second > config::DOCUMENTED_REQUESTS_PER_SECOND {
         tracing::warn!(
@@ -126,7 +127,13 @@ pub async fn read(
                     "{name}: stopped after {} requests: {error}",
                     client.requests_sent() - before
                 );
-                output.emit(&Message::stream_status(name, StreamStatus::Incomplete))?;
+                let status = match error {
+                    Error::RateLimited { .. } => {
+                        Message::rate_limited(name, next_weekly_quota_reset(now_millis()))
+                    }
+                    _ => Message::stream_status(name, StreamStatus::Incomplete),
+                };
+                output.emit(&status)?;
                 output.emit(&Message::error(error.trace(Some(name))))?;
                 summary.failed_streams.push(name.to_owned());
             }
@@ -158,7 +165,7 @@ impl Reader<'_> {
                 let page = page::parse(&body, def.records_keys, def.path)?;
                 let emitted_at = now_millis();
                 for record in &page.records {
-                    page::primary_key(record, def.primary_key).map_err(|detail| {
+                    page::field_text(record, def.primary_key).map_err(|detail| {
                         Error::InvalidResponse {
                             path: def.path.to_owned(),
                             detail,
@@ -182,39 +189,37 @@ impl Reader<'_> {
                         self.config.include_private_calls.to_string(),
                     ));
                 }
+                let expander = def.expansion.map(|expansion| {
+                    let mut query = Vec::new();
+                    for (param, on) in [
+                        ("includeAudio", self.config.call_details_include_audio),
+                        ("includeVideo", self.config.call_details_include_video),
+                    ] {
+                        if on {
+                            query.push((param.to_owned(), "true".to_owned()));
+                        }
+                    }
+                    Expander {
+                        expansion,
+                        finished_statuses: &self.config.call_details_statuses,
+                        query,
+                        budget: self.config.call_details_max_requests.map(u64::from),
+                    }
+                });
                 let reader = WindowedReader {
                     client: self.client,
                     def,
                     windowing,
                     base_query,
                     page_size: self.config.page_size,
+                    expander,
                 };
-                match (def.cursor, mode) {
-                    (Some(field), SyncMode::Incremental) => {
-                        let prior = self.state.cursor(def.name, field)?;
-                        let lookback = i64::from(self.config.lookback_window_days) * MILLIS_PER_DAY;
-                        let lo = prior.map_or(floor, |cursor| (cursor - lookback).max(floor));
-                        reader
-                            .read(lo, hi, false, &mut emitter, |e, bound| {
-                                e.state(state::cursor_blob(field, bound))
-                            })
-                            .await?;
-                        // The upper bound never moves a state backwards (a far-future state stays).
-                        let last = prior.map_or(hi, |cursor| cursor.max(hi));
-                        emitter.state_if_changed(state::cursor_blob(field, last))?;
+                match def.cursor {
+                    Some(field) => {
+                        self.read_cursor(&reader, field, mode, floor, hi, &mut emitter)
+                            .await?
                     }
-                    (Some(field), SyncMode::FullRefresh) => {
-                        // The open tail may checkpoint past `hi` when it had to be split.
-                        let mut last = hi.max(floor);
-                        reader
-                            .read(floor, hi, true, &mut emitter, |e, bound| {
-                                last = last.max(bound);
-                                e.state(state::cursor_blob(field, bound))
-                            })
-                            .await?;
-                        emitter.state_if_changed(state::cursor_blob(field, last))?;
-                    }
-                    (None, _) => {
+                    None => {
                         reader
                             .read(floor, hi, true, &mut emitter, |_, _| Ok(()))
                             .await?;
@@ -225,9 +230,74 @@ impl Reader<'_> {
         }
         Ok(emitter.total())
     }
+
+    /// Reads a stream with a cursor. The checkpoint is the bound of the last completed window
+    /// (never below the input state, whose records were emitted by an earlier sync), and `hi`,
+    /// the sync's start, once everything below it was read.
+    async fn read_cursor(
+        &self,
+        reader: &WindowedReader<'_>,
+        field: &str,
+        mode: SyncMode,
+        floor: i64,
+        hi: i64,
+        emitter: &mut StreamEmitter<'_>,
+    ) -> Result<()> {
+        let incremental = mode == SyncMode::Incremental;
+        let prior = if incremental {
+            self.state.cursor(reader.def.name, field)?
+        } else {
+            None
+        };
+        let lookback = if incremental && reader.def.lookback {
+            i64::from(self.config.lookback_window_days) * MILLIS_PER_DAY
+        } else {
+            0
+        };
+        let lo = prior.map_or(floor, |cursor| (cursor - lookback).max(floor));
+        let mut checkpoint = prior;
+        let completion = reader
+            .read(lo, hi, !incremental, emitter, |e, bound| {
+                let claim = checkpoint.map_or(bound, |c| c.max(bound));
+                checkpoint = Some(claim);
+                e.state(state::cursor_blob(field, claim))
+            })
+            .await?;
+        if completion == Completion::Finished {
+            checkpoint = Some(checkpoint.map_or(hi, |c| c.max(hi)));
+        }
+        emitter.state_if_changed(state::cursor_blob(field, checkpoint.unwrap_or(lo)))
+    }
 }
 
-/// The raw configured catalog, parsed with a message that names what is wrong.
-pub fn parse_catalog(raw: &Value) -> Result<ConfiguredCatalog> {
-    serde_json::from_value(raw.clone()).map_err(|e| Error::input("configured catalog", e))
+/// Clari's weekly quota resets every Sunday at 00:00 GMT.
+fn next_weekly_quota_reset(now_millis: i64) -> i64 {
+    const WEEK: i64 = 7 * MILLIS_PER_DAY;
+    // The Unix epoch was a Thursday; the first Sunday 00:00 after it is 3 days later.
+    const FIRST_SUNDAY: i64 = 3 * MILLIS_PER_DAY;
+    let weeks = (now_millis - FIRST_SUNDAY).div_euclid(WEEK) + 1;
+    FIRST_SUNDAY + weeks * WEEK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weekly_quota_resets_on_the_next_sunday_at_midnight_gmt() {
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+        // 2026-11-30 is a Monday.
+        assert_eq!(
+            next_weekly_quota_reset(at("2026-11-30T12:00:00Z")),
+            at("2026-12-06T00:00:00Z")
+        );
+        assert_eq!(
+            next_weekly_quota_reset(at("2026-12-06T00:00:00Z")),
+            at("2026-12-13T00:00:00Z")
+        );
+        assert_eq!(
+            next_weekly_quota_reset(at("2026-12-05T23:59:59Z")),
+            at("2026-12-06T00:00:00Z")
+        );
+    }
 }

@@ -60,9 +60,24 @@ pub fn parse<'a>(body: &'a [u8], records_keys: &[&str], path: &str) -> Result<Pa
     })
 }
 
+/// The object under `key` in a single-record response such as `{"call": {...}}`.
+pub fn parse_object<'a>(body: &'a [u8], key: &str, path: &str) -> Result<&'a RawValue> {
+    let invalid = |detail: String| Error::InvalidResponse {
+        path: path.to_owned(),
+        detail,
+    };
+    let top: HashMap<Cow<'a, str>, &'a RawValue> =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("not a JSON object ({e})")))?;
+    match top.get(key) {
+        Some(raw) if raw.get().starts_with('{') => Ok(raw),
+        Some(_) => Err(invalid(format!("\"{key}\" is not an object"))),
+        None => Err(invalid(format!("no \"{key}\" object in the response"))),
+    }
+}
+
 /// The value of `key` in a record, which must be a JSON object with that key as a string or
 /// a number. Other fields are skipped without being parsed into values.
-pub fn primary_key(record: &RawValue, key: &str) -> std::result::Result<String, String> {
+pub fn field_text(record: &RawValue, key: &str) -> std::result::Result<String, String> {
     let mut de = serde_json::Deserializer::from_str(record.get());
     match (KeySeed { key }).deserialize(&mut de) {
         Ok(Some(value)) => Ok(value),
@@ -150,6 +165,20 @@ mod tests {
     }
 
     #[test]
+    fn a_single_record_response_yields_its_object_or_names_what_is_missing() {
+        let body = br#"{"call":{"id":"c1","transcript":[]}}"#;
+        assert_eq!(
+            parse_object(body, "call", "/call-details").unwrap().get(),
+            r#"{"id":"c1","transcript":[]}"#
+        );
+        let err = parse_object(br#"{"call":[1]}"#, "call", "/call-details")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not an object"), "{err}");
+        assert!(parse_object(br#"{}"#, "call", "/call-details").is_err());
+    }
+
+    #[test]
     fn either_template_key_is_accepted() {
         let keys = ["scorecardTemplates", "scoreCardTemplates"];
         assert_eq!(
@@ -187,12 +216,12 @@ mod tests {
     fn primary_keys_are_read_from_strings_and_numbers_and_missing_ones_are_reported() {
         let rec =
             RawValue::from_string(r#"{"x":{"id":"nested"},"id":"top","y":[1,2]}"#.into()).unwrap();
-        assert_eq!(primary_key(&rec, "id").unwrap(), "top");
+        assert_eq!(field_text(&rec, "id").unwrap(), "top");
         let num = RawValue::from_string(r#"{"topic_id":42}"#.into()).unwrap();
-        assert_eq!(primary_key(&num, "topic_id").unwrap(), "42");
+        assert_eq!(field_text(&num, "topic_id").unwrap(), "42");
         let none = RawValue::from_string(r#"{"name":"x"}"#.into()).unwrap();
-        assert!(primary_key(&none, "id").unwrap_err().contains("no \"id\""));
+        assert!(field_text(&none, "id").unwrap_err().contains("no \"id\""));
         let not_object = RawValue::from_string("[1]".into()).unwrap();
-        assert!(primary_key(&not_object, "id").is_err());
+        assert!(field_text(&not_object, "id").is_err());
     }
 }

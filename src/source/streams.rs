@@ -28,6 +28,22 @@ pub struct Windowing {
     pub start_filter: Option<&'static str>,
     /// Whether private records are hidden unless `includePrivate=true` is sent.
     pub has_private_records: bool,
+    /// Windows reporting more records than this are split. The `skip` cap sets the ceiling;
+    /// a lower value checkpoints more often where each record is expensive.
+    pub split_above: u64,
+}
+
+/// A stream whose records are fetched one by one from a details endpoint, for each listed
+/// record in a finished status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expansion {
+    pub path: &'static str,
+    /// Query parameter carrying the listed record's key.
+    pub id_param: &'static str,
+    /// Key of the detailed record in the response.
+    pub record_key: &'static str,
+    /// Field of the listed record compared with the configured finished statuses.
+    pub status_field: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +55,10 @@ pub struct StreamDef {
     pub primary_key: &'static str,
     /// The incremental cursor, for streams that support incremental reads.
     pub cursor: Option<&'static str>,
+    /// Whether incremental reads rewind the cursor by the configured lookback window.
+    pub lookback: bool,
     pub paging: Paging,
+    pub expansion: Option<Expansion>,
 }
 
 impl StreamDef {
@@ -61,20 +80,50 @@ impl StreamDef {
     }
 }
 
-pub const STREAMS: [StreamDef; 5] = [
+/// How `/calls` is windowed: by modification time, in a stable order, without pagination
+/// objects where they are not needed.
+const CALL_WINDOWS: Windowing = Windowing {
+    filter_gt: "filterModifiedGt",
+    filter_lt: "filterModifiedLt",
+    stable_order: Some(("sortTime", "asc")),
+    optional_pagination: true,
+    start_filter: Some("filterTimeGt"),
+    has_private_records: true,
+    split_above: SKIP_CAP,
+};
+
+/// The API refuses `skip` above this.
+pub const SKIP_CAP: u64 = 10_000;
+
+pub const STREAMS: [StreamDef; 6] = [
     StreamDef {
         name: "calls",
         path: "/calls",
         records_keys: &["calls"],
         primary_key: "id",
         cursor: Some("last_modified_time"),
+        lookback: true,
+        paging: Paging::Windowed(CALL_WINDOWS),
+        expansion: None,
+    },
+    StreamDef {
+        name: "call-details",
+        path: "/calls",
+        records_keys: &["calls"],
+        primary_key: "id",
+        cursor: Some("last_modified_time"),
+        // Details are fetched once per change of `last_modified_time`, never re-read.
+        lookback: false,
+        // Each record costs a request: small windows checkpoint after a few hundred of them.
         paging: Paging::Windowed(Windowing {
-            filter_gt: "filterModifiedGt",
-            filter_lt: "filterModifiedLt",
-            stable_order: Some(("sortTime", "asc")),
-            optional_pagination: true,
-            start_filter: Some("filterTimeGt"),
-            has_private_records: true,
+            split_above: 500,
+            ..CALL_WINDOWS
+        }),
+        expansion: Some(Expansion {
+            path: "/call-details",
+            id_param: "id",
+            record_key: "call",
+            status_field: "status",
         }),
     },
     StreamDef {
@@ -83,7 +132,9 @@ pub const STREAMS: [StreamDef; 5] = [
         records_keys: &["users"],
         primary_key: "id",
         cursor: None,
+        lookback: false,
         paging: Paging::Single,
+        expansion: None,
     },
     StreamDef {
         name: "topics",
@@ -91,7 +142,9 @@ pub const STREAMS: [StreamDef; 5] = [
         records_keys: &["topics"],
         primary_key: "topic_id",
         cursor: None,
+        lookback: false,
         paging: Paging::Single,
+        expansion: None,
     },
     StreamDef {
         name: "scorecard",
@@ -99,6 +152,7 @@ pub const STREAMS: [StreamDef; 5] = [
         records_keys: &["scorecards"],
         primary_key: "id",
         cursor: None,
+        lookback: false,
         paging: Paging::Windowed(Windowing {
             filter_gt: "filterTimeGt",
             filter_lt: "filterTimeLt",
@@ -106,7 +160,9 @@ pub const STREAMS: [StreamDef; 5] = [
             optional_pagination: false,
             start_filter: None,
             has_private_records: false,
+            split_above: SKIP_CAP,
         }),
+        expansion: None,
     },
     StreamDef {
         name: "scorecard-template",
@@ -115,7 +171,9 @@ pub const STREAMS: [StreamDef; 5] = [
         records_keys: &["scorecardTemplates", "scoreCardTemplates"],
         primary_key: "id",
         cursor: None,
+        lookback: false,
         paging: Paging::Single,
+        expansion: None,
     },
 ];
 

@@ -20,17 +20,17 @@ use serde_json::value::RawValue;
 use super::emitter::StreamEmitter;
 use super::page::{self, Pagination};
 use super::state::format_millis;
-use super::streams::{StreamDef, Windowing};
+use super::streams::{Expansion, SKIP_CAP, StreamDef, Windowing};
 use crate::client::{Client, Request};
 use crate::error::{Error, Result};
 use crate::protocol::now_millis;
 
-/// The API refuses `skip` above this.
-pub const SKIP_CAP: u64 = 10_000;
 /// Passes over one window before its instability is reported.
 const MAX_PASSES: u32 = 4;
 /// Page requests in flight inside one window.
 const CONCURRENCY: usize = 4;
+/// Detail requests in flight (they are small and the rate limiter paces them).
+const DETAIL_CONCURRENCY: usize = 8;
 
 /// A half-open window `[lo, hi)` in epoch milliseconds; `hi = None` is open-ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,10 @@ impl Window {
         }
     }
 
+    fn splittable(&self) -> bool {
+        self.hi.is_none_or(|hi| hi - self.lo >= 2)
+    }
+
     fn describe(&self) -> String {
         match self.hi {
             Some(hi) => format!("[{}, {})", format_millis(self.lo), format_millis(hi)),
@@ -81,9 +85,39 @@ impl Window {
 
 /// What one pass over a window found.
 enum Outcome {
-    /// Too many records for `skip`: split the window.
+    /// Too many records for one window: split it.
     TooLarge(u64),
     Complete,
+}
+
+/// How a read ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// Every window was read.
+    Finished,
+    /// The per-sync budget of detail requests was reached; the last checkpoint stands.
+    BudgetSpent,
+}
+
+/// What the reader tracks while it reads one window.
+#[derive(Default)]
+struct WindowKeys {
+    /// Keys already emitted (or queued for details) from this window, across passes.
+    seen: HashSet<String>,
+    /// Distinct keys of the current pass, to prove the pass complete.
+    pass: HashSet<String>,
+    /// Keys whose details are to be fetched once the window is complete.
+    queue: Vec<String>,
+}
+
+/// Fetching a detailed record for each listed record in a finished status.
+pub struct Expander<'a> {
+    pub expansion: Expansion,
+    pub finished_statuses: &'a [String],
+    /// Parameters sent with every detail request (media URLs).
+    pub query: Vec<(String, String)>,
+    /// Most detail requests this read may send.
+    pub budget: Option<u64>,
 }
 
 pub struct WindowedReader<'a> {
@@ -93,6 +127,7 @@ pub struct WindowedReader<'a> {
     /// Parameters sent with every request (start bound, privacy, order).
     pub base_query: Vec<(String, String)>,
     pub page_size: u32,
+    pub expander: Option<Expander<'a>>,
 }
 
 impl WindowedReader<'_> {
@@ -105,7 +140,7 @@ impl WindowedReader<'_> {
         open_tail: bool,
         emitter: &mut StreamEmitter<'_>,
         mut on_complete: impl FnMut(&mut StreamEmitter<'_>, i64) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Completion> {
         let mut pending = VecDeque::new();
         if lo < hi {
             pending.push_back(Window { lo, hi: Some(hi) });
@@ -117,8 +152,14 @@ impl WindowedReader<'_> {
             });
         }
         let mut estimated = false;
+        let mut details_spent = 0u64;
         while let Some(window) = pending.pop_front() {
-            match self.read_window(window, emitter, !estimated).await? {
+            let mut keys = WindowKeys::default();
+            let outcome = self
+                .read_window(window, emitter, !estimated, &mut keys)
+                .await?;
+            estimated = true;
+            match outcome {
                 Outcome::TooLarge(matched) => {
                     let Some((left, right)) = window.split() else {
                         return Err(Error::SkipCap(format!(
@@ -137,14 +178,89 @@ impl WindowedReader<'_> {
                     pending.push_front(left);
                 }
                 Outcome::Complete => {
+                    if let Some(expander) = &self.expander {
+                        let wanted = keys.queue.len() as u64;
+                        if expander
+                            .budget
+                            .is_some_and(|cap| details_spent + wanted > cap)
+                        {
+                            // A first window too big for the whole budget is narrowed instead,
+                            // so a small budget still makes progress.
+                            if details_spent == 0
+                                && wanted > 1
+                                && let Some((left, right)) = window.split()
+                            {
+                                pending.push_front(right);
+                                pending.push_front(left);
+                                continue;
+                            }
+                            tracing::warn!(
+                                "{}: the budget of detail requests is spent ({details_spent} sent); \
+                                 the next sync carries on from the last checkpoint",
+                                self.def.name
+                            );
+                            return Ok(Completion::BudgetSpent);
+                        }
+                        details_spent += self.expand(expander, &keys.queue, emitter).await?;
+                    }
                     if let Some(hi) = window.hi {
                         on_complete(emitter, hi)?;
                     }
                 }
             }
-            estimated = true;
         }
-        Ok(())
+        Ok(Completion::Finished)
+    }
+
+    /// Fetches the detailed record of each key, concurrently, and emits them. A 404 means the
+    /// record was deleted since it was listed: logged and skipped. Returns the requests sent.
+    async fn expand(
+        &self,
+        expander: &Expander<'_>,
+        keys: &[String],
+        emitter: &mut StreamEmitter<'_>,
+    ) -> Result<u64> {
+        let expansion = expander.expansion;
+        let mut fetches = stream::iter(keys)
+            .map(|key| {
+                let mut query = expander.query.clone();
+                query.push((expansion.id_param.to_owned(), key.clone()));
+                async move {
+                    (
+                        key,
+                        self.client
+                            .execute(Request::get(expansion.path, query))
+                            .await,
+                    )
+                }
+            })
+            .buffered(DETAIL_CONCURRENCY);
+        let mut sent = 0;
+        while let Some((key, response)) = fetches.next().await {
+            let response = response?;
+            sent += 1;
+            match response.status {
+                200..=299 => {
+                    let record =
+                        page::parse_object(&response.body, expansion.record_key, expansion.path)?;
+                    emitter.record(record, now_millis())?;
+                }
+                404 => tracing::info!(
+                    "{}: {key} was deleted before its details were fetched; skipped",
+                    self.def.name
+                ),
+                status => {
+                    return Err(Error::Http {
+                        method: "GET".into(),
+                        path: expansion.path.to_owned(),
+                        status,
+                        attempts: 1,
+                        body: response.body_snippet(),
+                    });
+                }
+            }
+        }
+        Ok(sent)
     }
 
     async fn read_window(
@@ -152,8 +268,8 @@ impl WindowedReader<'_> {
         window: Window,
         emitter: &mut StreamEmitter<'_>,
         estimate: bool,
+        keys: &mut WindowKeys,
     ) -> Result<Outcome> {
-        let mut seen: HashSet<String> = HashSet::new();
         for pass in 1..=MAX_PASSES {
             let (first, limit) = self.fetch_span(window, 0, self.page_size, true).await?;
             let first_page = self.parse(&first)?;
@@ -166,22 +282,22 @@ impl WindowedReader<'_> {
                     .read_unpaginated(
                         window,
                         emitter,
-                        &mut seen,
+                        keys,
                         first_page.into_iter().map(|(r, _)| r).collect(),
                         limit,
                     )
                     .await;
             };
-            if matched > SKIP_CAP {
+            if matched > SKIP_CAP || (matched > self.windowing.split_above && window.splittable()) {
                 return Ok(Outcome::TooLarge(matched));
             }
             if estimate && pass == 1 {
                 emitter.estimate(matched)?;
             }
-            let mut pass_keys: HashSet<String> = HashSet::new();
+            keys.pass.clear();
             let mut stable = true;
             for (records, _) in &first_page {
-                self.emit(records, emitter, &mut seen, &mut pass_keys)?;
+                self.take(records, emitter, keys)?;
             }
             drop(first_page);
             drop(first);
@@ -203,17 +319,17 @@ impl WindowedReader<'_> {
                     {
                         stable = false;
                     }
-                    self.emit(&records, emitter, &mut seen, &mut pass_keys)?;
+                    self.take(&records, emitter, keys)?;
                 }
             }
-            if stable && pass_keys.len() as u64 == matched {
+            if stable && keys.pass.len() as u64 == matched {
                 return Ok(Outcome::Complete);
             }
             tracing::info!(
                 "{}: window {} changed while it was read ({} distinct of {matched} expected); reading it again",
                 self.def.name,
                 window.describe(),
-                pass_keys.len()
+                keys.pass.len()
             );
         }
         if window.hi.is_none() {
@@ -242,14 +358,13 @@ impl WindowedReader<'_> {
         &self,
         window: Window,
         emitter: &mut StreamEmitter<'_>,
-        seen: &mut HashSet<String>,
+        keys: &mut WindowKeys,
         first: Vec<Vec<&RawValue>>,
         limit: u32,
     ) -> Result<Outcome> {
-        let mut keys = HashSet::new();
         let mut last_count: u64 = first.iter().map(|r| r.len() as u64).sum();
         for records in &first {
-            self.emit(records, emitter, seen, &mut keys)?;
+            self.take(records, emitter, keys)?;
         }
         let mut skip = last_count;
         let mut requested = u64::from(self.page_size);
@@ -261,7 +376,7 @@ impl WindowedReader<'_> {
             last_count = 0;
             for (records, _) in self.parse(&bodies)? {
                 last_count += records.len() as u64;
-                self.emit(&records, emitter, seen, &mut keys)?;
+                self.take(&records, emitter, keys)?;
             }
             skip += last_count;
             requested = u64::from(limit);
@@ -269,26 +384,35 @@ impl WindowedReader<'_> {
         Ok(Outcome::Complete)
     }
 
-    fn emit(
+    /// Takes a page's records: each new key is emitted, or, for an expanded stream, queued
+    /// for its details when its status is finished.
+    fn take(
         &self,
         records: &[&RawValue],
         emitter: &mut StreamEmitter<'_>,
-        seen: &mut HashSet<String>,
-        pass_keys: &mut HashSet<String>,
+        keys: &mut WindowKeys,
     ) -> Result<()> {
         let emitted_at = now_millis();
+        let invalid = |detail| Error::InvalidResponse {
+            path: self.def.path.to_owned(),
+            detail,
+        };
         for record in records {
-            let key = page::primary_key(record, self.def.primary_key).map_err(|detail| {
-                Error::InvalidResponse {
-                    path: self.def.path.to_owned(),
-                    detail,
+            let key = page::field_text(record, self.def.primary_key).map_err(invalid)?;
+            if !keys.seen.contains(&key) {
+                match &self.expander {
+                    None => emitter.record(record, emitted_at)?,
+                    Some(expander) => {
+                        let status = page::field_text(record, expander.expansion.status_field)
+                            .unwrap_or_default();
+                        if expander.finished_statuses.contains(&status) {
+                            keys.queue.push(key.clone());
+                        }
+                    }
                 }
-            })?;
-            if !seen.contains(&key) {
-                emitter.record(record, emitted_at)?;
-                seen.insert(key.clone());
+                keys.seen.insert(key.clone());
             }
-            pass_keys.insert(key);
+            keys.pass.insert(key);
         }
         Ok(())
     }

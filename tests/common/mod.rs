@@ -54,6 +54,7 @@ pub fn fast_retries() -> RetryPolicy {
         max_delay: Duration::from_millis(20),
         max_retries: 8,
         request_timeout: Duration::from_secs(20),
+        rate_limit_patience: Duration::from_secs(2),
     }
 }
 

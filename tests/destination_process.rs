@@ -1,0 +1,143 @@
+//! The destination as Airbyte runs it: the binary with `--role destination write`, messages on
+//! stdin, a config and catalog on disk, killed with SIGKILL mid-way and replayed.
+
+mod destination_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clari_copilot::sandbox::Sandbox;
+use destination_support::*;
+use serde_json::{Value, json};
+
+/// The binary set up for a write against `sandbox`, with its files in `dir`.
+fn write_command(sandbox: &Sandbox, dir: &tempfile::TempDir, mode: &str) -> Command {
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, config_value(sandbox, "fail", 200).to_string()).unwrap();
+    let catalog = dir.path().join("catalog.json");
+    let streams = json!({"streams": [{
+        "stream": {"name": "accounts", "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
+        "sync_mode": "full_refresh", "destination_sync_mode": mode}]});
+    std::fs::write(&catalog, streams.to_string()).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_source-clari-copilot"));
+    command
+        .args(["--role", "destination", "write", "--config"])
+        .arg(&config)
+        .arg("--catalog")
+        .arg(&catalog)
+        .env("CLARI_COPILOT_RETRY_MIN_DELAY_MS", "5")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn accounts_with_states(n: usize, every: usize) -> Input {
+    let mut input = Input::new();
+    for i in 0..n {
+        input = input.record("accounts", account(i, 1));
+        if (i + 1) % every == 0 {
+            input = input.stream_state("accounts", i + 1);
+        }
+    }
+    input
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_killed_with_sigkill_and_replayed_from_its_last_echoed_state_loses_nothing() {
+    let sandbox = start().await;
+    sandbox
+        .faults()
+        .set_write_latency(Duration::from_millis(20));
+    let dir = tempfile::tempdir().unwrap();
+    let input = accounts_with_states(300, 10);
+    let mut child = write_command(&sandbox, &dir, "append_dedup")
+        .spawn()
+        .unwrap();
+
+    let mut stdin = child.stdin.take().unwrap();
+    let text = input.text();
+    let feeder = std::thread::spawn(move || {
+        // Fails with a broken pipe once the process is killed, which is the point.
+        let _ = stdin.write_all(text.as_bytes());
+    });
+    let (lines_tx, lines_rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while echoed_states(&seen.join("\n")).len() < 3 {
+        let line = tokio::task::block_in_place(|| lines_rx.recv_timeout(Duration::from_secs(30)))
+            .expect("the destination echoes states while it runs");
+        seen.push(line);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    feeder.join().unwrap();
+    seen.extend(lines_rx.try_iter());
+    let last = *echoed_states(&seen.join("\n")).last().unwrap();
+    assert!(last < 300, "killed mid-way, after record {last}");
+    for line in &seen {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("not a message: {line}: {e}"));
+    }
+
+    let replay = input.after_record(last);
+    let mut child = write_command(&sandbox, &dir, "append_dedup")
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let text = replay.text();
+    let feeder = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let output = tokio::task::block_in_place(|| child.wait_with_output()).unwrap();
+    feeder.join().unwrap().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        echoed_states(&stdout).last(),
+        Some(&300),
+        "the last state is echoed at EOF"
+    );
+
+    let store = sandbox.store();
+    assert_eq!(store.accounts.len(), 300, "nothing lost");
+    assert_eq!(store.duplicate_creates.total(), 0, "nothing duplicated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_writes_everything_exits_zero_and_prints_only_messages_without_secrets() {
+    let sandbox = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = accounts_with_states(30, 10)
+        .raw("not a message")
+        .global_state(1);
+    let mut child = write_command(&sandbox, &dir, "append").spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let text = input.text();
+    let feeder = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let output = tokio::task::block_in_place(|| child.wait_with_output()).unwrap();
+    feeder.join().unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(echoed_states(&stdout), [10, 20, 30]);
+    let messages: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(messages.iter().filter(|m| m["type"] == "STATE").count(), 4);
+    assert!(stdout.contains("Skipped line 34 of the input"), "{stdout}");
+    assert_eq!(sandbox.store().accounts.len(), 30);
+    let everything = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!everything.contains("sandbox-password") && !everything.contains("sandbox-key"));
+}

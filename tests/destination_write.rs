@@ -1,0 +1,568 @@
+//! The destination against the sandbox, in process: every object in every mode, the state
+//! contract on a slow and faulty API, a write killed mid-way and replayed, rejections under
+//! both policies, tolerant input, and secrets.
+
+mod destination_support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clari_copilot::config::DestinationConfig;
+use clari_copilot::destination;
+use clari_copilot::error::Error;
+use clari_copilot::protocol::output::MemorySink;
+use clari_copilot::protocol::{FailureType, Output};
+use clari_copilot::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use destination_support::*;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_object_lands_in_the_store_in_each_supported_mode() {
+    let sandbox = start().await;
+    let objects = ["accounts", "contacts", "deals", "calls"];
+
+    // append: three of each, every field (unknown ones included) as sent.
+    let input = Input::new().records_of(&objects, 0..3, 1).global_state(1);
+    let (result, _) = run(&sandbox, "fail", &modes(&objects, "append"), &input).await;
+    assert_eq!(result.unwrap().written, 12);
+    let store = sandbox.store();
+    assert_eq!(store.creates.total(), 12);
+    assert_eq!(store.accounts["acc-1"]["name"], "accounts 1 v1");
+    assert_eq!(
+        store.accounts["acc-1"]["x_unknown"],
+        json!({"kept": [1.5, "yes"]})
+    );
+    assert_eq!(store.contacts["con-2"]["account_crm_id"], "acc-2");
+    assert_eq!(store.deals["deal-0"]["amount"], "1000.50");
+    assert_eq!(store.calls["call-2"]["title"], "calls 2 v1");
+    assert_eq!(store.calls["call-2"]["source_user_ids"], json!(["u-1"]));
+
+    // append_dedup: the three again (updated) and one new of each.
+    let input = Input::new().records_of(&objects, 0..4, 2).global_state(1);
+    let (result, _) = run(&sandbox, "fail", &modes(&objects, "append_dedup"), &input).await;
+    assert_eq!(result.unwrap().written, 16);
+    let store = sandbox.store();
+    assert_eq!(store.duplicate_creates.total(), 0);
+    assert_eq!(store.creates.total(), 16);
+    assert_eq!(store.updates.total(), 12);
+    assert_eq!(store.accounts["acc-1"]["name"], "accounts 1 v2");
+    assert_eq!(store.deals["deal-3"]["deal_name"], "deals 3 v2");
+    assert_eq!(store.calls["call-0"]["title"], "calls 0 v2");
+
+    // update: existing records change; a missing one is rejected, never created.
+    let crm = ["accounts", "contacts", "deals"];
+    let input = Input::new()
+        .records_of(&crm, 0..2, 3)
+        .records_of(&crm, 90..91, 3)
+        .global_state(1);
+    let (result, lines) = run(&sandbox, "skip", &modes(&crm, "update"), &input).await;
+    let summary = result.unwrap();
+    assert_eq!((summary.written, summary.rejected), (6, 3));
+    let store = sandbox.store();
+    assert_eq!(store.contacts["con-1"]["first_name"], "contacts 1 v3");
+    assert_eq!(store.contacts["con-2"]["first_name"], "contacts 2 v2");
+    assert!(!store.accounts.contains_key("acc-90"));
+    assert_eq!(store.creates.total(), 16, "update never creates");
+    assert!(
+        logs(&lines, "WARN")
+            .iter()
+            .any(|l| l.contains("no account with crm_id \"acc-90\""))
+    );
+
+    // soft_delete: present records go, an absent one counts as already gone.
+    let input = Input::new()
+        .records_of(&crm, 0..1, 4)
+        .records_of(&crm, 90..91, 4)
+        .global_state(1);
+    let (result, _) = run(&sandbox, "fail", &modes(&crm, "soft_delete"), &input).await;
+    assert_eq!(result.unwrap().written, 6);
+    let store = sandbox.store();
+    assert_eq!(store.deletes.total(), 3);
+    assert!(!store.accounts.contains_key("acc-0") && !store.deals.contains_key("deal-0"));
+    assert!(store.accounts.contains_key("acc-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_an_append_dedup_sync_creates_no_duplicates() {
+    let sandbox = start().await;
+    let objects = ["accounts", "contacts", "deals", "calls"];
+    let input = Input::new().records_of(&objects, 0..10, 1).global_state(1);
+    for _ in 0..2 {
+        let (result, _) = run(&sandbox, "fail", &modes(&objects, "append_dedup"), &input).await;
+        result.unwrap();
+    }
+    let store = sandbox.store();
+    assert_eq!(store.creates.total(), 40);
+    assert_eq!(store.updates.total(), 40);
+    assert_eq!(store.duplicate_creates.total(), 0);
+    assert_eq!(store.calls.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_is_never_echoed_before_its_records_are_acknowledged_on_a_slow_faulty_api() {
+    let sandbox = start().await;
+    sandbox
+        .faults()
+        .set_write_latency(Duration::from_millis(15));
+    sandbox.faults().fail_every(7, 503);
+    sandbox.faults().set_rate_limit(Some(150));
+    // 20 keys, 3 versions each, interleaved; a state after every 5 records.
+    let mut input = Input::new();
+    let mut expected = Vec::new();
+    for version in 1..=3 {
+        for i in 0..20 {
+            input = input.record("accounts", account(i, version));
+            expected.push((format!("acc-{i}"), version));
+            if expected.len() % 5 == 0 {
+                input = input.stream_state("accounts", expected.len());
+            }
+        }
+    }
+    let checker = StateChecker::new(sandbox.handle(), expected);
+    let output = Output::new(Box::new(checker.clone()));
+    let config = config(&sandbox, "fail", 200);
+    let summary = destination::write(
+        &config,
+        &modes(&["accounts"], "append_dedup"),
+        input.reader(),
+        Arc::clone(&output),
+    )
+    .await
+    .unwrap();
+    output.flush().unwrap();
+    assert_eq!(summary.written, 60);
+    assert_eq!(checker.states_seen(), 12, "every state echoed");
+    checker.assert_no_violation();
+    assert!(
+        sandbox.faults().rate_limited_count() > 0 || summary.requests > 120,
+        "the faults were exercised"
+    );
+    let store = sandbox.store();
+    assert_eq!(store.duplicate_creates.total(), 0);
+    for i in 0..20 {
+        assert_eq!(
+            store.accounts[&format!("acc-{i}")]["name"],
+            format!("accounts {i} v3"),
+            "the latest version wins"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_killed_midway_and_replayed_from_its_last_echoed_state_loses_nothing() {
+    let sandbox = start().await;
+    sandbox
+        .faults()
+        .set_write_latency(Duration::from_millis(10));
+    let mut input = Input::new();
+    for i in 0..120 {
+        input = input.record("accounts", account(i, 1));
+        if (i + 1) % 10 == 0 {
+            input = input.stream_state("accounts", i + 1);
+        }
+    }
+    let sink = MemorySink::default();
+    let output = Output::new(Box::new(sink.clone()));
+    let config = config(&sandbox, "fail", 200);
+    let catalog = modes(&["accounts"], "append_dedup");
+    let task = {
+        let (config, catalog, reader, output) = (
+            config.clone(),
+            catalog.clone(),
+            input.reader(),
+            Arc::clone(&output),
+        );
+        tokio::spawn(async move { destination::write(&config, &catalog, reader, output).await })
+    };
+    let started = Instant::now();
+    while echoed_states(&sink.contents()).len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no state echoed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    let last = *echoed_states(&sink.contents()).last().unwrap();
+    assert!(last < 120, "killed mid-way, after record {last}");
+
+    let replay = input.after_record(last);
+    let (result, _) = run(&sandbox, "fail", &catalog, &replay).await;
+    result.unwrap();
+    let store = sandbox.store();
+    assert_eq!(store.accounts.len(), 120, "nothing lost");
+    assert_eq!(store.duplicate_creates.total(), 0, "nothing duplicated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_api_is_written_many_records_at_a_time_and_each_key_in_order() {
+    let sandbox = start().await;
+    sandbox
+        .faults()
+        .set_write_latency(Duration::from_millis(100));
+    let mut input = Input::new().records_of(&["deals"], 0..32, 1);
+    for version in 1..=8 {
+        input = input.record("deals", deal(99, version));
+    }
+    let input = input.global_state(1);
+    let started = Instant::now();
+    let (result, _) = run(&sandbox, "fail", &modes(&["deals"], "append_dedup"), &input).await;
+    let elapsed = started.elapsed();
+    result.unwrap();
+    // One at a time would take 40 records × 2 requests × 100 ms = 8 s.
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+    let store = sandbox.store();
+    assert_eq!(
+        store.deals["deal-99"]["deal_name"], "deals 99 v8",
+        "the last version of a key wins"
+    );
+    assert_eq!(store.duplicate_creates.total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_state_is_echoed_in_order_unchanged_but_for_destination_stats() {
+    let sandbox = start().await;
+    let state = r#"{"type":"STREAM","stream":{"stream_descriptor":{"name":"accounts"},"stream_state":{"cursor":1.50,"big":12345678901234567890}},"sourceStats":{"recordCount":2.0},"x_future":true}"#;
+    let input = Input::new()
+        .raw(&format!(r#"{{"type":"STATE","state":{state}}}"#))
+        .record("accounts", account(1, 1))
+        .record("accounts", account(2, 1))
+        .raw(&format!(r#"{{"type":"STATE","state":{state}}}"#))
+        .raw(&format!(r#"{{"type":"STATE","state":{state}}}"#))
+        .raw(r#"{"type":"STATE","state":{"data":{"legacy":1}}}"#);
+    let (result, lines) = run(&sandbox, "fail", &modes(&["accounts"], "append"), &input).await;
+    assert_eq!(result.unwrap().states, 4);
+    let states: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with(r#"{"type":"STATE""#))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(states.len(), 4);
+    for (echo, count) in states[..3].iter().zip([0.0, 2.0, 0.0]) {
+        assert!(
+            echo.contains(r#""cursor":1.50,"big":12345678901234567890"#),
+            "raw values kept: {echo}"
+        );
+        let mut echoed: Value = serde_json::from_str(echo).unwrap();
+        let stats = echoed["state"]
+            .as_object_mut()
+            .unwrap()
+            .remove("destinationStats")
+            .unwrap();
+        assert_eq!(stats, json!({"recordCount": count}));
+        assert_eq!(
+            echoed["state"],
+            serde_json::from_str::<Value>(state).unwrap()
+        );
+    }
+    assert!(
+        states[1].contains(r#""destinationStats":{"recordCount":2.0}"#),
+        "{}",
+        states[1]
+    );
+    assert!(
+        states[3].contains(r#""destinationStats":{"recordCount":2.0}"#),
+        "a legacy state counts every record: {}",
+        states[3]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_skip_rejected_records_are_logged_with_line_and_reason_and_counted() {
+    let sandbox = start().await;
+    let mut nobody = call(5, 1);
+    nobody["source_user_ids"] = Value::Null;
+    nobody["user_emails"] = json!(["nobody@example.com"]);
+    let input = Input::new()
+        .record("accounts", account(1, 1))
+        .record("accounts", json!({"name": "no key"}))
+        .record("deals", json!({"crm_id": "d-1", "amount": 12}))
+        .record("calls", nobody)
+        .record("calls", call(6, 1))
+        .global_state(1);
+    let (result, lines) = run(
+        &sandbox,
+        "skip",
+        &modes(&["accounts", "deals", "calls"], "append"),
+        &input,
+    )
+    .await;
+    let summary = result.unwrap();
+    assert_eq!((summary.written, summary.rejected), (2, 3));
+    let warnings = logs(&lines, "WARN");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("line 2 of stream `accounts`") && w.contains("`/crm_id`")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("line 3 of stream `deals`") && w.contains("`/amount`")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("line 4 of stream `calls`") && w.contains("no recording user")),
+        "{warnings:?}"
+    );
+    let state = lines
+        .iter()
+        .find(|l| l.starts_with(r#"{"type":"STATE""#))
+        .unwrap();
+    assert!(
+        state.contains(r#""destinationStats":{"recordCount":2.0,"rejectedRecordCount":3.0}"#),
+        "{state}"
+    );
+    assert_eq!(sandbox.store().calls.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_fail_the_first_rejected_record_stops_the_sync_naming_stream_line_and_field() {
+    let sandbox = start().await;
+    let input = Input::new()
+        .record("accounts", account(1, 1))
+        .stream_state("accounts", 1)
+        .record("accounts", json!({"crm_id": "", "name": "empty key"}))
+        .stream_state("accounts", 2)
+        .record("accounts", account(3, 1));
+    let (result, lines) = run(&sandbox, "fail", &modes(&["accounts"], "append"), &input).await;
+    let error = result.unwrap_err();
+    assert!(
+        matches!(error, Error::RecordRejected { line: 3, .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.failure_type(), FailureType::ConfigError);
+    let message = error.user_message();
+    assert!(
+        message.contains("line 3 of stream `accounts`") && message.contains("`/crm_id`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("on_rejected_record"),
+        "tells the user what to do: {message}"
+    );
+    assert_eq!(
+        echoed_states(&lines.join("\n")),
+        [1],
+        "only the state before the rejected record"
+    );
+    assert!(
+        !sandbox.store().accounts.contains_key("acc-3"),
+        "nothing after the rejection is sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_and_truncated_lines_are_reported_and_the_rest_is_written() {
+    let sandbox = start().await;
+    let input = Input::new()
+        .raw("this is not json")
+        .record("accounts", account(1, 1))
+        .raw(r#"{"no":"type"}"#)
+        .raw(r#"{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"accounts"},"status":"COMPLETE"}}}"#)
+        .global_state(1)
+        .raw_unterminated(r#"{"type":"RECORD","record":{"stream":"accounts","data":{"crm_id":"acc-"#);
+    let (result, lines) = run(&sandbox, "fail", &modes(&["accounts"], "append"), &input).await;
+    let summary = result.unwrap();
+    assert_eq!(
+        (summary.written, summary.skipped_lines, summary.states),
+        (1, 3, 1)
+    );
+    let warnings = logs(&lines, "WARN");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("line 1") && w.contains("not JSON")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("line 3") && w.contains("not an Airbyte message")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("line 6") && w.contains("truncated")),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        warnings.len(),
+        3,
+        "the TRACE message is ignored quietly: {warnings:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_for_a_stream_not_in_the_catalog_is_an_error_not_a_silent_drop() {
+    let sandbox = start().await;
+    let input = Input::new().record("companies", account(1, 1));
+    let (result, _) = run(&sandbox, "skip", &modes(&["accounts"], "append"), &input).await;
+    let error = result.unwrap_err();
+    assert!(
+        matches!(&error, Error::UnconfiguredStream { stream, line: 1 } if stream == "companies"),
+        "{error:?}"
+    );
+    assert_eq!(error.failure_type(), FailureType::SystemError);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_object_name_routes_a_differently_named_stream() {
+    let sandbox = start().await;
+    let catalog = catalog(&[("hubspot_companies", "append_dedup", Some("accounts"))]);
+    let input = Input::new()
+        .record("hubspot_companies", account(7, 1))
+        .global_state(1);
+    let (result, _) = run(&sandbox, "fail", &catalog, &input).await;
+    result.unwrap();
+    assert_eq!(sandbox.store().accounts["acc-7"]["name"], "accounts 7 v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrite_and_impossible_modes_are_refused_before_any_request() {
+    let sandbox = start().await;
+    for (object, mode) in [
+        ("accounts", "overwrite"),
+        ("calls", "update"),
+        ("calls", "soft_delete"),
+    ] {
+        let input = Input::new().record(object, account(1, 1));
+        let (result, _) = run(&sandbox, "fail", &modes(&[object], mode), &input).await;
+        let message = result.unwrap_err().user_message();
+        assert!(
+            message.contains(&format!("`{mode}` on `{object}`")),
+            "{message}"
+        );
+    }
+    assert_eq!(sandbox.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_without_writing_and_reports_bad_credentials() {
+    let sandbox = start().await;
+    destination::check(&config(&sandbox, "fail", 10))
+        .await
+        .unwrap();
+    let requests = sandbox.requests();
+    assert!(requests.iter().all(|r| r.method == "GET"), "{requests:?}");
+    assert_eq!(
+        sandbox.store().creates.total() + sandbox.store().updates.total(),
+        0
+    );
+    let mut wrong = config_value(&sandbox, "fail", 10);
+    wrong["api_secret"] = json!("wrong-password-value");
+    let error = destination::check(&DestinationConfig::from_value(&wrong).unwrap())
+        .await
+        .unwrap_err();
+    assert!(error.is_auth(), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_appears_in_any_output() {
+    let sandbox = Sandbox::start(SandboxConfig {
+        api_key: "key-7f3a9c1e5b".into(),
+        api_password: "pw-d41d8cd98f".into(),
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut raw = config_value(&sandbox, "skip", 200);
+    raw["api_key"] = json!("key-7f3a9c1e5b");
+    raw["api_secret"] = json!("pw-d41d8cd98f");
+    let good = DestinationConfig::from_value(&raw).unwrap();
+    let input = Input::new()
+        .record("accounts", account(1, 1))
+        .record("accounts", json!({"name": "rejected"}))
+        .raw("junk")
+        .global_state(1);
+    let catalog = modes(&["accounts"], "append");
+    let (result, lines) = run_with(&good, &catalog, &input).await;
+    result.unwrap();
+    raw["api_secret"] = json!("pw-wrong-0000");
+    let bad = DestinationConfig::from_value(&raw).unwrap();
+    let (result, bad_lines) = run_with(&bad, &catalog, &input).await;
+    let error = result.unwrap_err();
+    let everything = [
+        lines.join("\n"),
+        bad_lines.join("\n"),
+        error.to_string(),
+        error.user_message(),
+        format!("{error:?} {good:?}"),
+    ]
+    .join("\n");
+    for secret in ["key-7f3a9c1e5b", "pw-d41d8cd98f", "pw-wrong-0000"] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+    assert!(lines.len() >= 3, "there was output to check: {lines:?}");
+}
+
+/// A sink that, at the moment each STATE line is written, checks that the sandbox already
+/// holds every record before it (at that record's version or a later one).
+#[derive(Clone)]
+struct StateChecker {
+    handle: SandboxHandle,
+    expected: Arc<Vec<(String, u32)>>,
+    pending: Arc<Mutex<Vec<u8>>>,
+    seen: Arc<Mutex<usize>>,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+impl StateChecker {
+    fn new(handle: SandboxHandle, expected: Vec<(String, u32)>) -> Self {
+        Self {
+            handle,
+            expected: Arc::new(expected),
+            pending: Arc::default(),
+            seen: Arc::default(),
+            violations: Arc::default(),
+        }
+    }
+
+    fn states_seen(&self) -> usize {
+        *self.seen.lock().unwrap()
+    }
+
+    fn assert_no_violation(&self) {
+        let violations = self.violations.lock().unwrap();
+        assert!(violations.is_empty(), "{violations:#?}");
+    }
+
+    fn check_line(&self, line: &str) {
+        let Some(upto) = echoed_states(line).first().copied() else {
+            return;
+        };
+        *self.seen.lock().unwrap() += 1;
+        let store = self.handle.store();
+        for (key, version) in &self.expected[..upto] {
+            let stored = store
+                .accounts
+                .get(key)
+                .and_then(|v| v["name"].as_str())
+                .and_then(|n| n.rsplit('v').next()?.parse::<u32>().ok());
+            if stored.is_none_or(|s| s < *version) {
+                self.violations.lock().unwrap().push(format!("state after record {upto} echoed while {key} v{version} was not stored ({stored:?})"));
+            }
+        }
+    }
+}
+
+impl std::io::Write for StateChecker {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut pending = self.pending.lock().unwrap();
+        pending.extend_from_slice(buf);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            self.check_line(&String::from_utf8_lossy(&line));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
