@@ -201,6 +201,9 @@ build_image() {
 step "docker build --target source / destination (podman)"
 build_image source "$SOURCE_IMAGE"
 build_image destination "$DEST_IMAGE"
+# Earlier builds' untagged images (a build stage is over 1 GB); compiled crates stay in the
+# cache mounts.
+pm image prune -f > /dev/null
 for image in "$SOURCE_IMAGE" "$DEST_IMAGE"; do
     size=$(pm image inspect --format '{{.Size}}' "$image")
     echo "$image: $((size / 1000000)) MB ($size bytes)"
