@@ -1,8 +1,8 @@
 //! Hostile input never panics and always gets a message: arbitrary and deeply nested JSON
 //! into config, catalog, state and page parsing (proptest), invalid UTF-8 and oversized files.
 
-use clari_copilot::config::{SourceConfig, read_json_file};
 use clari_copilot::cli::parse_catalog;
+use clari_copilot::config::{SourceConfig, read_json_file};
 use clari_copilot::source::{InputState, page};
 use proptest::prelude::*;
 use serde_json::{Value, json};

@@ -223,7 +223,9 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             unreachable!("human commands are dispatched by main")
         }
         (Role::Destination, Command::Spec) => {
-            output.emit(&Message::Spec { spec: destination::spec() })?;
+            output.emit(&Message::Spec {
+                spec: destination::spec(),
+            })?;
         }
         (Role::Destination, Command::Check { config }) => {
             let outcome = match load_config(&config, output)
@@ -237,7 +239,9 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
         (Role::Destination, Command::Discover { config }) => {
             DestinationConfig::from_value(&load_config(&config, output)?)?;
             let destination_catalog = destination::destination_catalog();
-            output.emit(&Message::DestinationCatalog { destination_catalog })?;
+            output.emit(&Message::DestinationCatalog {
+                destination_catalog,
+            })?;
         }
         (Role::Destination, Command::Write { config, catalog }) => {
             let config = DestinationConfig::from_value(&load_config(&config, output)?)?;

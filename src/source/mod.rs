@@ -8,7 +8,6 @@ mod windows;
 
 use std::sync::Arc;
 
-
 use crate::catalog;
 use crate::client::{Client, RetryPolicy};
 use crate::config::{self, SourceConfig};
