@@ -121,6 +121,10 @@ async fn read_calls(
         .await
         .unwrap();
     let requests = sandbox.request_count();
+    if limit.is_some() {
+        let refused = sandbox.faults().rate_limited_count();
+        println!("  HTTP 429 answers from the sandbox: {refused}");
+    }
     sandbox.shutdown().await;
     (figures, requests)
 }

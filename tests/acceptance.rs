@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 
-use cat_config::{CatConfig, ConnectionStatus, Strictness};
+use cat_config::{CatConfig, ConnectionStatus, Group, Strictness};
 use clari_copilot::sandbox::SandboxConfig;
 use common::process::Ran;
 use harness::*;
@@ -80,49 +80,16 @@ fn cat_config_is_valid_at_high_strictness() {
         || "the source suite must run at test_strictness_level: high".to_owned(),
         &json!(format!("{:?}", config.test_strictness_level)),
     );
+    fn declared<T>(group: Option<&Group<T>>) -> Option<(bool, Option<String>)> {
+        group.map(|g| (g.is_declared(), g.cases().err()))
+    }
     let groups = [
-        (
-            "spec",
-            tests
-                .spec
-                .as_ref()
-                .map(|g| (g.is_declared(), g.cases().err())),
-        ),
-        (
-            "connection",
-            tests
-                .connection
-                .as_ref()
-                .map(|g| (g.is_declared(), g.cases().err())),
-        ),
-        (
-            "discovery",
-            tests
-                .discovery
-                .as_ref()
-                .map(|g| (g.is_declared(), g.cases().err())),
-        ),
-        (
-            "basic_read",
-            tests
-                .basic_read
-                .as_ref()
-                .map(|g| (g.is_declared(), g.cases().err())),
-        ),
-        (
-            "full_refresh",
-            tests
-                .full_refresh
-                .as_ref()
-                .map(|g| (g.is_declared(), g.cases().err())),
-        ),
-        (
-            "incremental",
-            tests
-                .incremental
-                .as_ref()
-                .map(|g| (g.is_declared(), g.cases().err())),
-        ),
+        ("spec", declared(tests.spec.as_ref())),
+        ("connection", declared(tests.connection.as_ref())),
+        ("discovery", declared(tests.discovery.as_ref())),
+        ("basic_read", declared(tests.basic_read.as_ref())),
+        ("full_refresh", declared(tests.full_refresh.as_ref())),
+        ("incremental", declared(tests.incremental.as_ref())),
     ];
     for (name, group) in groups {
         let high = case.at("high_strictness_level");
