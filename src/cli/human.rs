@@ -105,6 +105,9 @@ async fn run_demo(sandbox: &Sandbox, tenant: &SandboxConfig) -> Result<()> {
         "api_secret": tenant.api_password,
         "base_url": sandbox.base_url(),
         "lookback_window_days": 0,
+        // One detail request per call: capped so the demo shows call-details (and how a capped
+        // sync resumes) in seconds rather than minutes at Clari's 10 requests/s.
+        "call_details_max_requests": 100,
     });
     let config = SourceConfig::from_value(&raw)?;
     println!(

@@ -184,9 +184,9 @@ impl WindowedReader<'_> {
                             .budget
                             .is_some_and(|cap| details_spent + wanted > cap)
                         {
-                            // A first window too big for the whole budget is narrowed instead,
-                            // so a small budget still makes progress.
-                            if details_spent == 0
+                            // A window too big for what is left of the budget is narrowed until
+                            // its details fit, so the budget is used up before the sync stops.
+                            if expander.budget.is_some_and(|cap| details_spent < cap)
                                 && wanted > 1
                                 && let Some((left, right)) = window.split()
                             {
