@@ -3,8 +3,10 @@
 //! The time range is cut into half-open windows `[a, b)`, asked for as `Gt = a − 1 ms` and
 //! `Lt = b`, so every record lands in at least one window whatever the API's boundary
 //! semantics. A window whose first page reports more records (`matched`) than `skip` can
-//! reach is bisected, recursively and in order, so the windows complete left to right and the
-//! caller can checkpoint each window's upper bound.
+//! reach is cut into adjacent parts, recursively and in order, so the windows complete left to
+//! right and the caller can checkpoint each window's upper bound. The parts' first pages are
+//! fetched together, so homing in on the dense months of a long history costs one round trip
+//! per level.
 //!
 //! Inside a window the remaining page offsets are known from the first page and fetched
 //! concurrently under the shared rate limiter. A window is complete only when the distinct keys
@@ -14,6 +16,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use futures_util::future;
 use futures_util::stream::{self, StreamExt};
 use serde_json::value::RawValue;
 
@@ -29,6 +32,9 @@ use crate::protocol::now_millis;
 const MAX_PASSES: u32 = 4;
 /// Page requests in flight inside one window.
 const CONCURRENCY: usize = 4;
+/// Parts a window too large to page is cut into. Their first pages are fetched together, so
+/// finding the dense part of a long range costs one round trip per level, not one per part.
+const FANOUT: i64 = 8;
 /// Detail requests in flight (they are small and the rate limiter paces them).
 const DETAIL_CONCURRENCY: usize = 8;
 
@@ -71,6 +77,29 @@ impl Window {
         }
     }
 
+    /// Up to `parts` adjacent windows covering this one, or `None` for a single millisecond.
+    /// An open tail is closed at the current instant, leaving a new open tail after it.
+    fn split_into(self, parts: i64) -> Option<Vec<Window>> {
+        let Some(hi) = self.hi else {
+            return self.split().map(|(left, right)| vec![left, right]);
+        };
+        let width = hi - self.lo;
+        if width < 2 {
+            return None;
+        }
+        let parts = parts.min(width);
+        let bound =
+            |i: i64| self.lo + (i128::from(width) * i128::from(i) / i128::from(parts)) as i64;
+        Some(
+            (0..parts)
+                .map(|i| Window {
+                    lo: bound(i),
+                    hi: Some(bound(i + 1)),
+                })
+                .collect(),
+        )
+    }
+
     fn splittable(&self) -> bool {
         self.hi.is_none_or(|hi| hi - self.lo >= 2)
     }
@@ -82,6 +111,9 @@ impl Window {
         }
     }
 }
+
+/// The bodies of a span of records, and the page size that worked for it.
+type Fetched = (Vec<bytes::Bytes>, u32);
 
 /// What one pass over a window found.
 enum Outcome {
@@ -141,27 +173,30 @@ impl WindowedReader<'_> {
         emitter: &mut StreamEmitter<'_>,
         mut on_complete: impl FnMut(&mut StreamEmitter<'_>, i64) -> Result<()>,
     ) -> Result<Completion> {
-        let mut pending = VecDeque::new();
+        let mut pending: VecDeque<(Window, Option<Fetched>)> = VecDeque::new();
         if lo < hi {
-            pending.push_back(Window { lo, hi: Some(hi) });
+            pending.push_back((Window { lo, hi: Some(hi) }, None));
         }
         if open_tail {
-            pending.push_back(Window {
-                lo: lo.max(hi),
-                hi: None,
-            });
+            pending.push_back((
+                Window {
+                    lo: lo.max(hi),
+                    hi: None,
+                },
+                None,
+            ));
         }
         let mut estimated = false;
         let mut details_spent = 0u64;
-        while let Some(window) = pending.pop_front() {
+        while let Some((window, first_page)) = pending.pop_front() {
             let mut keys = WindowKeys::default();
             let outcome = self
-                .read_window(window, emitter, !estimated, &mut keys)
+                .read_window(window, first_page, emitter, !estimated, &mut keys)
                 .await?;
             estimated = true;
             match outcome {
                 Outcome::TooLarge(matched) => {
-                    let Some((left, right)) = window.split() else {
+                    let Some(parts) = window.split_into(FANOUT) else {
                         return Err(Error::SkipCap(format!(
                             "The {} window {} holds {matched} records within one millisecond, more than the API's \
                              skip limit of {SKIP_CAP} can page through. Please report this to the connector's maintainers.",
@@ -174,8 +209,15 @@ impl WindowedReader<'_> {
                         self.def.name,
                         window.describe()
                     );
-                    pending.push_front(right);
-                    pending.push_front(left);
+                    let first_pages = future::try_join_all(
+                        parts
+                            .iter()
+                            .map(|part| self.fetch_span(*part, 0, self.page_size, true)),
+                    )
+                    .await?;
+                    for (part, first_page) in parts.into_iter().zip(first_pages).rev() {
+                        pending.push_front((part, Some(first_page)));
+                    }
                 }
                 Outcome::Complete => {
                     if let Some(expander) = &self.expander {
@@ -190,8 +232,8 @@ impl WindowedReader<'_> {
                                 && wanted > 1
                                 && let Some((left, right)) = window.split()
                             {
-                                pending.push_front(right);
-                                pending.push_front(left);
+                                pending.push_front((right, None));
+                                pending.push_front((left, None));
                                 continue;
                             }
                             tracing::warn!(
@@ -266,12 +308,16 @@ impl WindowedReader<'_> {
     async fn read_window(
         &self,
         window: Window,
+        mut first_page: Option<Fetched>,
         emitter: &mut StreamEmitter<'_>,
         estimate: bool,
         keys: &mut WindowKeys,
     ) -> Result<Outcome> {
         for pass in 1..=MAX_PASSES {
-            let (first, limit) = self.fetch_span(window, 0, self.page_size, true).await?;
+            let (first, limit) = match first_page.take() {
+                Some(fetched) => fetched,
+                None => self.fetch_span(window, 0, self.page_size, true).await?,
+            };
             let first_page = self.parse(&first)?;
             let matched = first_page
                 .iter()
@@ -439,7 +485,7 @@ impl WindowedReader<'_> {
         skip: u64,
         len: u32,
         pagination: bool,
-    ) -> Result<(Vec<bytes::Bytes>, u32)> {
+    ) -> Result<Fetched> {
         let mut bodies = Vec::new();
         let mut todo = vec![(skip, len)];
         let mut worked = len;
@@ -487,5 +533,45 @@ impl WindowedReader<'_> {
             query.push(("includePagination".into(), pagination.to_string()));
         }
         Request::get(self.def.path, query)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_of_a_window_are_adjacent_and_cover_it_exactly() {
+        let window = Window {
+            lo: 1_000,
+            hi: Some(1_000_003),
+        };
+        let parts = window.split_into(FANOUT).unwrap();
+        assert_eq!(parts.len(), 8);
+        assert_eq!(parts[0].lo, 1_000);
+        assert_eq!(parts.last().unwrap().hi, Some(1_000_003));
+        assert!(
+            parts
+                .windows(2)
+                .all(|w| w[0].hi == Some(w[1].lo) && w[0].lo < w[1].lo)
+        );
+    }
+
+    #[test]
+    fn narrow_windows_split_into_fewer_parts_and_a_millisecond_not_at_all() {
+        assert_eq!(
+            Window { lo: 0, hi: Some(3) }
+                .split_into(FANOUT)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(Window { lo: 0, hi: Some(1) }.split_into(FANOUT).is_none());
+        let tail = Window { lo: 0, hi: None }.split_into(FANOUT).unwrap();
+        assert_eq!(
+            (tail.len(), tail[1].hi),
+            (2, None),
+            "an open tail is closed now and reopened"
+        );
     }
 }
