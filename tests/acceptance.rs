@@ -369,28 +369,13 @@ fn cat_discovery() {
     for test in cases {
         let case = Case::new("TestDiscovery", "test_discover", &test.config_path);
         let config = dir.path(&test.config_path);
-        let ran = run(
+        let wait = timeout(test.timeout_seconds, DISCOVERY_TIMEOUT);
+        let streams = discover_streams(
             &case,
-            &["discover", "--config", &arg(&config)],
-            None,
-            timeout(test.timeout_seconds, DISCOVERY_TIMEOUT),
+            &config,
+            wait,
             &source_secrets(&dir, &test.config_path),
         );
-        let catalogs = of_type(&ran.messages, "CATALOG");
-        case.ensure(
-            catalogs.len() == 1,
-            || {
-                format!(
-                    "discover must output exactly one CATALOG, got {}",
-                    catalogs.len()
-                )
-            },
-            &summary(&ran.messages),
-        );
-        let streams = catalogs[0]["catalog"]["streams"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
         checks::check_catalog(&case, &streams, test.validate_primary_keys_data_type);
     }
 }

@@ -396,11 +396,24 @@ pub fn error_traces(messages: &[Value]) -> Vec<&Value> {
 
 /// `discover` with a config, as CAT's `discovered_catalog` fixture: name → AirbyteStream.
 pub fn discover(case: &Case, config: &Path, secrets: &[String]) -> BTreeMap<String, Value> {
+    discover_streams(case, config, DISCOVERY_TIMEOUT, secrets)
+        .into_iter()
+        .map(|s| (s["name"].as_str().unwrap_or_default().to_owned(), s))
+        .collect()
+}
+
+/// The streams of the one CATALOG `discover` must print, in the order it printed them.
+pub fn discover_streams(
+    case: &Case,
+    config: &Path,
+    timeout: u64,
+    secrets: &[String],
+) -> Vec<Value> {
     let ran = run(
         case,
         &["discover", "--config", &arg(config)],
         None,
-        DISCOVERY_TIMEOUT,
+        timeout,
         secrets,
     );
     let catalogs = of_type(&ran.messages, "CATALOG");
@@ -418,9 +431,6 @@ pub fn discover(case: &Case, config: &Path, secrets: &[String]) -> BTreeMap<Stri
         .as_array()
         .cloned()
         .unwrap_or_default()
-        .into_iter()
-        .map(|s| (s["name"].as_str().unwrap_or_default().to_owned(), s))
-        .collect()
 }
 
 /// `build_configured_catalog_from_discovered_catalog_and_empty_streams`: every discovered stream
