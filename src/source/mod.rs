@@ -164,12 +164,7 @@ impl Reader<'_> {
                 let page = page::parse(&body, def.records_keys, def.path)?;
                 let emitted_at = now_millis();
                 for record in &page.records {
-                    page::field_text(record, def.primary_key).map_err(|detail| {
-                        Error::InvalidResponse {
-                            path: def.path.to_owned(),
-                            detail,
-                        }
-                    })?;
+                    page::record_key(record, def.primary_key, def.path)?;
                     emitter.record(record, emitted_at)?;
                 }
                 emitter.state(state::no_cursor_blob())?;

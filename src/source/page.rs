@@ -75,6 +75,14 @@ pub fn parse_object<'a>(body: &'a [u8], key: &str, path: &str) -> Result<&'a Raw
     }
 }
 
+/// A record's primary key, or an error naming the key and the endpoint it came from.
+pub fn record_key(record: &RawValue, key: &str, path: &str) -> Result<String> {
+    field_text(record, key).map_err(|detail| Error::InvalidResponse {
+        path: path.to_owned(),
+        detail,
+    })
+}
+
 /// The value of `key` in a record, which must be a JSON object with that key as a string or
 /// a number. Other fields are skipped without being parsed into values.
 pub fn field_text(record: &RawValue, key: &str) -> std::result::Result<String, String> {

@@ -439,12 +439,8 @@ impl WindowedReader<'_> {
         keys: &mut WindowKeys,
     ) -> Result<()> {
         let emitted_at = now_millis();
-        let invalid = |detail| Error::InvalidResponse {
-            path: self.def.path.to_owned(),
-            detail,
-        };
         for record in records {
-            let key = page::field_text(record, self.def.primary_key).map_err(invalid)?;
+            let key = page::record_key(record, self.def.primary_key, self.def.path)?;
             if !keys.seen.contains(&key) {
                 match &self.expander {
                     None => emitter.record(record, emitted_at)?,
