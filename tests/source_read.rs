@@ -94,12 +94,7 @@ async fn assert_backfill_complete(config: SandboxConfig) {
     let max_skip = sandbox
         .requests()
         .iter()
-        .filter_map(|r| {
-            r.query
-                .as_deref()
-                .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("skip=")))
-        })
-        .filter_map(|s| s.parse::<u64>().ok())
+        .filter_map(|r| query_param(r, "skip")?.parse::<u64>().ok())
         .max()
         .unwrap();
     assert!(max_skip <= 10_000, "a request asked for skip={max_skip}");

@@ -85,6 +85,8 @@ pub struct Client {
     http: reqwest::Client,
     base_url: String,
     limiter: DefaultDirectRateLimiter,
+    /// Queue in front of the limiter; see [`Client::wait_for_turn`].
+    turn: tokio::sync::Mutex<()>,
     policy: RetryPolicy,
     sent: AtomicU64,
     rate_limited: AtomicU64,
@@ -117,6 +119,7 @@ impl Client {
             http,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
             limiter,
+            turn: tokio::sync::Mutex::new(()),
             policy,
             sent: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
@@ -167,7 +170,7 @@ impl Client {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            self.limiter.until_ready().await;
+            self.wait_for_turn().await;
             self.sent.fetch_add(1, Ordering::Relaxed);
             let outcome = self.attempt(&request).await;
             let (retry_after, failure) = match outcome {
@@ -231,6 +234,17 @@ impl Client {
             )
             .await;
         }
+    }
+
+    /// Waits until the rate limiter lets this request go, in the order requests asked.
+    ///
+    /// The limiter alone admits whichever waiter happens to poll first, so the page a caller
+    /// needs next could be sent last; an ordered page pipeline then stalls behind it for a whole
+    /// round trip with no request left waiting, and the rate goes unused. Tokio's mutex is
+    /// fair, so queueing on it first makes the limiter first come, first served.
+    async fn wait_for_turn(&self) {
+        let _turn = self.turn.lock().await;
+        self.limiter.until_ready().await;
     }
 
     async fn pause(&self, request: &Request, delay: std::time::Duration, reason: &str) {

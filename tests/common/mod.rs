@@ -11,7 +11,7 @@ use clari_copilot::client::RetryPolicy;
 use clari_copilot::config::SourceConfig;
 use clari_copilot::protocol::output::MemorySink;
 use clari_copilot::protocol::{ConfiguredCatalog, Output};
-use clari_copilot::sandbox::{Sandbox, SandboxConfig};
+use clari_copilot::sandbox::{RecordedRequest, Sandbox, SandboxConfig};
 use clari_copilot::source::{self, InputState, ReadSummary};
 use serde_json::{Value, json};
 
@@ -178,4 +178,14 @@ pub fn visible_call_ids(sandbox: &Sandbox, include_private: bool) -> BTreeSet<St
         .map(|c| c["id"].as_str().unwrap().to_owned())
         .filter(|id| include_private || !private.contains(id))
         .collect()
+}
+
+/// A query parameter of a recorded request, with the `:` of timestamps decoded.
+pub fn query_param(request: &RecordedRequest, name: &str) -> Option<String> {
+    request
+        .query
+        .as_deref()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .map(|value| value.replace("%3A", ":"))
 }
