@@ -243,6 +243,54 @@ async fn calls_whose_status_changes_while_a_window_is_paged_are_not_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_changes_while_the_next_ones_pages_are_queued_is_read_again_in_full() {
+    // 12,000 calls are cut into sibling windows whose first pages are known, so the next
+    // window's pages are queued while the first is read; the earliest calls leave the first
+    // window mid-read (request 20 comes after the two rounds of first pages) and no other.
+    let sandbox = start(sandbox_config(12_000)).await;
+    let mut calls = sandbox.calls_snapshot();
+    calls.sort_by_key(|c| c["last_modified_time"].as_str().unwrap().to_owned());
+    let early: Vec<String> = calls
+        .iter()
+        .take(6)
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    sandbox.faults().mutate_after_calls_requests(
+        20,
+        Mutation::TouchCalls {
+            ids: early.clone(),
+            status: "PROCESSED".into(),
+            last_modified: Timestamp::now() + 1.hour(),
+        },
+    );
+    let config = config_json(&sandbox.base_url(), json!({"page_size": 100}));
+    let run = read(config, &catalog(&[("calls", "incremental")]), &json!([])).await;
+    assert!(run.errors().is_empty(), "{:?}", run.errors());
+    let mut first_pages = std::collections::BTreeMap::<String, usize>::new();
+    for request in sandbox.requests() {
+        if query_param(&request, "skip").as_deref() == Some("0") {
+            *first_pages
+                .entry(request.query.unwrap_or_default())
+                .or_default() += 1;
+        }
+    }
+    let mut reads: Vec<usize> = first_pages.into_values().collect();
+    reads.sort_unstable();
+    assert_eq!(
+        reads.iter().rev().take(2).collect::<Vec<_>>(),
+        [&2, &1],
+        "the changed window, and only it, was read once more"
+    );
+    let moved: BTreeSet<String> = early.into_iter().collect();
+    let expected: BTreeSet<String> = visible_call_ids(&sandbox, false)
+        .difference(&moved)
+        .cloned()
+        .collect();
+    let got = run.ids("calls", "id");
+    assert_eq!(expected.difference(&got).count(), 0, "calls were lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storms_of_429_and_5xx_and_oversized_pages_return_the_same_records() {
     let mut config = sandbox_config(600);
     // Pages of 100 calls exceed this, so the gateway answers 502 until pages shrink.

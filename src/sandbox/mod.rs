@@ -133,6 +133,8 @@ pub struct RecordedRequest {
     pub status: u16,
     /// When the request arrived.
     pub time: Timestamp,
+    /// When its answer was ready (after any injected latency).
+    pub answered: Timestamp,
 }
 
 /// State shared by the server and every handle.
@@ -235,6 +237,7 @@ async fn journal(State(shared): State<Arc<Shared>>, request: Request, next: Next
         query,
         status: response.status().as_u16(),
         time,
+        answered: Timestamp::now(),
     });
     response
 }

@@ -9,15 +9,19 @@
 //! per level.
 //!
 //! Inside a window the remaining page offsets are known from the first page and fetched
-//! concurrently under the shared rate limiter. A window is complete only when the distinct keys
-//! of one pass reach `matched` and `matched` did not move while paging; otherwise a record
-//! moved out (its status changed) and shifted the offsets, and the window is read again.
+//! concurrently under the shared rate limiter, through one ordered pipeline ([`Pages`]) that
+//! already holds the next window's requests while the current window's last pages are on the
+//! wire, so the rate limit is not left unused for a round trip at every window boundary.
+//!
+//! A window is complete only when the distinct keys of one pass reach `matched` and `matched`
+//! did not move while paging; otherwise a record moved out (its status changed) and shifted
+//! the offsets, and the window is read again.
 //! Records are emitted as they arrive; a re-read emits only keys not seen before.
 
 use std::collections::{HashSet, VecDeque};
 
-use futures_util::future;
-use futures_util::stream::{self, StreamExt};
+use futures_util::future::{self, BoxFuture};
+use futures_util::stream::{self, FuturesOrdered, StreamExt};
 use serde_json::value::RawValue;
 
 use super::emitter::StreamEmitter;
@@ -115,6 +119,97 @@ impl Window {
 /// The bodies of a span of records, and the page size that worked for it.
 type Fetched = (Vec<bytes::Bytes>, u32);
 
+/// A window still to read, with its first page when that was fetched already.
+type Pending = (Window, Option<Fetched>);
+
+/// One listing request: `len` records of `window` from `skip`.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    window: Window,
+    skip: u64,
+    len: u32,
+    /// Whether to ask for the pagination object (`includePagination`).
+    pagination: bool,
+}
+
+/// How a window is paged, judged from its first page.
+enum Plan {
+    /// `matched` records, fetched by these requests after the first page.
+    Pages(u64, Vec<Span>),
+    /// Too many records for one window: split it.
+    TooLarge(u64),
+    /// No pagination object: page until a short page.
+    Unpaginated,
+}
+
+/// The listing requests of the windows being read, sent in order under the shared limiter
+/// with at most [`CONCURRENCY`] in flight, and answered in the order they were queued.
+///
+/// A window's requests are queued before it is reached (see [`Pages::look_ahead`]) only while
+/// nothing else can come first; anything unexpected (a re-read, a split, a budget cut) discards
+/// that work instead of reordering it, so a window always consumes exactly its own answers.
+struct Pages<'r> {
+    queue: VecDeque<Span>,
+    in_flight: FuturesOrdered<BoxFuture<'r, Result<Fetched>>>,
+    /// The window whose requests were queued ahead of it, if any.
+    ahead: Option<Window>,
+}
+
+impl<'r> Pages<'r> {
+    fn new() -> Self {
+        Self {
+            queue: VecDeque::new(),
+            in_flight: FuturesOrdered::new(),
+            ahead: None,
+        }
+    }
+
+    /// Whether `window`'s requests were queued ahead of it. If not, whatever is queued belongs
+    /// to another window and is dropped.
+    fn reach(&mut self, window: Window) -> bool {
+        let queued = self.ahead.take() == Some(window);
+        if !queued {
+            self.clear();
+        }
+        queued
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.in_flight = FuturesOrdered::new();
+        self.ahead = None;
+    }
+
+    /// Queues the requests of the window after the current one: its first page, or, when that
+    /// is known and the window can be paged, its remaining pages. Anything else (a malformed
+    /// first page included) is left for when that window is read.
+    fn look_ahead(&mut self, reader: &WindowedReader<'_>, next: &Pending) {
+        match next {
+            (window, None) => self.queue.push_back(reader.first_span(*window)),
+            (window, Some((bodies, limit))) => {
+                let Ok(first) = reader.parse(bodies) else {
+                    return;
+                };
+                let Plan::Pages(_, spans) = reader.plan(*window, &first, *limit) else {
+                    return;
+                };
+                self.queue.extend(spans);
+            }
+        }
+        self.ahead = Some(next.0);
+    }
+
+    /// The answer to the oldest request, once it arrives; `None` when nothing is queued.
+    async fn next(&mut self, reader: &'r WindowedReader<'_>) -> Option<Result<Fetched>> {
+        while self.in_flight.len() < CONCURRENCY
+            && let Some(span) = self.queue.pop_front()
+        {
+            self.in_flight.push_back(Box::pin(reader.fetch_span(span)));
+        }
+        self.in_flight.next().await
+    }
+}
+
 /// What one pass over a window found.
 enum Outcome {
     /// Too many records for one window: split it.
@@ -173,7 +268,7 @@ impl WindowedReader<'_> {
         emitter: &mut StreamEmitter<'_>,
         mut on_complete: impl FnMut(&mut StreamEmitter<'_>, i64) -> Result<()>,
     ) -> Result<Completion> {
-        let mut pending: VecDeque<(Window, Option<Fetched>)> = VecDeque::new();
+        let mut pending: VecDeque<Pending> = VecDeque::new();
         if lo < hi {
             pending.push_back((Window { lo, hi: Some(hi) }, None));
         }
@@ -188,10 +283,19 @@ impl WindowedReader<'_> {
         }
         let mut estimated = false;
         let mut details_spent = 0u64;
-        while let Some((window, first_page)) = pending.pop_front() {
+        let mut pages = Pages::new();
+        while let Some(current) = pending.pop_front() {
+            let window = current.0;
             let mut keys = WindowKeys::default();
             let outcome = self
-                .read_window(window, first_page, emitter, !estimated, &mut keys)
+                .read_window(
+                    current,
+                    pending.front(),
+                    &mut pages,
+                    emitter,
+                    !estimated,
+                    &mut keys,
+                )
                 .await?;
             estimated = true;
             match outcome {
@@ -212,7 +316,7 @@ impl WindowedReader<'_> {
                     let first_pages = future::try_join_all(
                         parts
                             .iter()
-                            .map(|part| self.fetch_span(*part, 0, self.page_size, true)),
+                            .map(|part| self.fetch_span(self.first_span(*part))),
                     )
                     .await?;
                     for (part, first_page) in parts.into_iter().zip(first_pages).rev() {
@@ -305,38 +409,51 @@ impl WindowedReader<'_> {
         Ok(sent)
     }
 
-    async fn read_window(
-        &self,
-        window: Window,
-        mut first_page: Option<Fetched>,
+    /// Reads one window, pass after pass until one is complete. `next` is the window that
+    /// follows, whose requests are queued behind this one's when nothing can come between.
+    async fn read_window<'r>(
+        &'r self,
+        (window, mut first_page): Pending,
+        next: Option<&Pending>,
+        pages: &mut Pages<'r>,
         emitter: &mut StreamEmitter<'_>,
         estimate: bool,
         keys: &mut WindowKeys,
     ) -> Result<Outcome> {
+        // What a look-ahead queued: the first page when there was none, else the other pages.
+        let queued = pages.reach(window);
+        let mut first_queued = queued && first_page.is_none();
+        let mut rest_queued = queued && first_page.is_some();
         for pass in 1..=MAX_PASSES {
             let (first, limit) = match first_page.take() {
                 Some(fetched) => fetched,
-                None => self.fetch_span(window, 0, self.page_size, true).await?,
+                None => {
+                    if !std::mem::take(&mut first_queued) {
+                        pages.queue.push_back(self.first_span(window));
+                    }
+                    // The pipeline holds nothing else, so its next answer is this first page.
+                    match pages.next(self).await {
+                        Some(fetched) => fetched?,
+                        None => self.fetch_span(self.first_span(window)).await?,
+                    }
+                }
             };
             let first_page = self.parse(&first)?;
-            let matched = first_page
-                .iter()
-                .find_map(|(_, p)| p.and_then(|p| p.matched));
-            let Some(matched) = matched else {
-                // No pagination object: page until a short page, and stop there.
-                return self
-                    .read_unpaginated(
-                        window,
-                        emitter,
-                        keys,
-                        first_page.into_iter().map(|(r, _)| r).collect(),
-                        limit,
-                    )
-                    .await;
+            let (matched, spans) = match self.plan(window, &first_page, limit) {
+                Plan::Pages(matched, spans) => (matched, spans),
+                Plan::TooLarge(matched) => return Ok(Outcome::TooLarge(matched)),
+                Plan::Unpaginated => {
+                    return self
+                        .read_unpaginated(
+                            window,
+                            emitter,
+                            keys,
+                            first_page.into_iter().map(|(r, _)| r).collect(),
+                            limit,
+                        )
+                        .await;
+                }
             };
-            if matched > SKIP_CAP || (matched > self.windowing.split_above && window.splittable()) {
-                return Ok(Outcome::TooLarge(matched));
-            }
             if estimate && pass == 1 {
                 emitter.estimate(matched)?;
             }
@@ -348,16 +465,21 @@ impl WindowedReader<'_> {
             drop(first_page);
             drop(first);
 
-            let spans: Vec<u64> = (0..)
-                .map(|k| u64::from(self.page_size) + k * u64::from(limit))
-                .take_while(|skip| *skip < matched)
-                .collect();
-            let last = spans.last().copied();
-            let want_all = !self.windowing.optional_pagination;
-            let mut pages = stream::iter(spans)
-                .map(|skip| self.fetch_span(window, skip, limit, want_all || Some(skip) == last))
-                .buffered(CONCURRENCY);
-            while let Some(fetched) = pages.next().await {
+            let expected = spans.len();
+            if !std::mem::take(&mut rest_queued) {
+                pages.queue.extend(spans);
+            }
+            // Details are fetched between windows, while queued pages would wait unread.
+            if self.expander.is_none()
+                && let Some(next) = next
+            {
+                pages.look_ahead(self, next);
+            }
+            for _ in 0..expected {
+                // Running dry early (it cannot) would only fail the completeness check below.
+                let Some(fetched) = pages.next(self).await else {
+                    break;
+                };
                 let (bodies, _) = fetched?;
                 for (records, pagination) in self.parse(&bodies)? {
                     if let Some(m) = pagination.and_then(|p| p.matched)
@@ -371,6 +493,8 @@ impl WindowedReader<'_> {
             if stable && keys.pass.len() as u64 == matched {
                 return Ok(Outcome::Complete);
             }
+            // The re-read's requests go first: drop the next window's.
+            pages.clear();
             tracing::info!(
                 "{}: window {} changed while it was read ({} distinct of {matched} expected); reading it again",
                 self.def.name,
@@ -418,7 +542,14 @@ impl WindowedReader<'_> {
             if skip > SKIP_CAP {
                 return Ok(Outcome::TooLarge(skip));
             }
-            let (bodies, _) = self.fetch_span(window, skip, limit, false).await?;
+            let (bodies, _) = self
+                .fetch_span(Span {
+                    window,
+                    skip,
+                    len: limit,
+                    pagination: false,
+                })
+                .await?;
             last_count = 0;
             for (records, _) in self.parse(&bodies)? {
                 last_count += records.len() as u64;
@@ -428,6 +559,46 @@ impl WindowedReader<'_> {
             requested = u64::from(limit);
         }
         Ok(Outcome::Complete)
+    }
+
+    /// How `window` is paged after its first page (parsed, fetched `limit` at a time).
+    fn plan(
+        &self,
+        window: Window,
+        first: &[(Vec<&RawValue>, Option<Pagination>)],
+        limit: u32,
+    ) -> Plan {
+        let Some(matched) = first.iter().find_map(|(_, p)| p.and_then(|p| p.matched)) else {
+            return Plan::Unpaginated;
+        };
+        if matched > SKIP_CAP || (matched > self.windowing.split_above && window.splittable()) {
+            return Plan::TooLarge(matched);
+        }
+        let skips: Vec<u64> = (0..)
+            .map(|k| u64::from(self.page_size) + k * u64::from(limit))
+            .take_while(|skip| *skip < matched)
+            .collect();
+        let last = skips.last().copied();
+        let want_all = !self.windowing.optional_pagination;
+        let spans = skips
+            .into_iter()
+            .map(|skip| Span {
+                window,
+                skip,
+                len: limit,
+                pagination: want_all || Some(skip) == last,
+            })
+            .collect();
+        Plan::Pages(matched, spans)
+    }
+
+    fn first_span(&self, window: Window) -> Span {
+        Span {
+            window,
+            skip: 0,
+            len: self.page_size,
+            pagination: true,
+        }
     }
 
     /// Takes a page's records: each new key is emitted, or, for an expanded stream, queued
@@ -475,13 +646,13 @@ impl WindowedReader<'_> {
     /// Fetches `len` records from `skip`. A 502 (Clari's answer to pages over ~6 MB) splits the
     /// span into two smaller requests, down to single records. Returns the bodies in order and
     /// the page size that worked.
-    async fn fetch_span(
-        &self,
-        window: Window,
-        skip: u64,
-        len: u32,
-        pagination: bool,
-    ) -> Result<Fetched> {
+    async fn fetch_span(&self, span: Span) -> Result<Fetched> {
+        let Span {
+            window,
+            skip,
+            len,
+            pagination,
+        } = span;
         let mut bodies = Vec::new();
         let mut todo = vec![(skip, len)];
         let mut worked = len;
