@@ -3,6 +3,7 @@
 mod common;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::Stdio;
 
 use common::process::{BIN, Files, arg};
@@ -15,10 +16,13 @@ struct Proxied {
     stderr: String,
 }
 
-async fn proxy(args: Vec<String>, stdin: Option<String>) -> Proxied {
+/// Runs `proxy --config <config> <args>` with `stdin`.
+async fn proxy(config: &Path, args: &[&str], stdin: Option<String>) -> Proxied {
+    let config = arg(config);
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
         let mut child = std::process::Command::new(BIN)
-            .arg("proxy")
+            .args(["proxy", "--config", &config])
             .args(&args)
             .env("CLARI_COPILOT_RETRY_MIN_DELAY_MS", "2")
             .stdin(Stdio::piped())
@@ -55,12 +59,8 @@ async fn a_get_prints_the_body_on_stdout_and_the_status_on_stderr() {
     let files = Files::new();
     let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
     let out = proxy(
-        vec![
-            "--config".into(),
-            arg(&config),
-            "GET".into(),
-            "/calls?limit=2&includePagination=true".into(),
-        ],
+        &config,
+        &["GET", "/calls?limit=2&includePagination=true"],
         None,
     )
     .await;
@@ -80,28 +80,16 @@ async fn a_post_sends_a_json_body_from_a_file_or_stdin() {
     let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
     let body = files.json("account.json", &json!({"crm_id": "acc-1", "name": "Acme"}));
     let out = proxy(
-        vec![
-            "--config".into(),
-            arg(&config),
-            "POST".into(),
-            "/create-account".into(),
-            "--body".into(),
-            arg(&body),
-        ],
+        &config,
+        &["POST", "/create-account", "--body", &arg(&body)],
         None,
     )
     .await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let stdin_body = json!({"crm_id": "acc-2", "name": "Globex"}).to_string();
     let out = proxy(
-        vec![
-            "--config".into(),
-            arg(&config),
-            "post".into(),
-            "/create-account".into(),
-            "--body".into(),
-            "-".into(),
-        ],
+        &config,
+        &["post", "/create-account", "--body", "-"],
         Some(stdin_body),
     )
     .await;
@@ -116,16 +104,7 @@ async fn http_errors_and_bad_credentials_exit_non_zero_with_the_status() {
     let sandbox = start(sandbox_config(20)).await;
     let files = Files::new();
     let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
-    let out = proxy(
-        vec![
-            "--config".into(),
-            arg(&config),
-            "GET".into(),
-            "/get-account?id=missing".into(),
-        ],
-        None,
-    )
-    .await;
+    let out = proxy(&config, &["GET", "/get-account?id=missing"], None).await;
     assert_eq!(out.code, Some(1));
     assert_eq!(out.stderr.trim(), "HTTP 404");
 
@@ -133,29 +112,14 @@ async fn http_errors_and_bad_credentials_exit_non_zero_with_the_status() {
         "wrong.json",
         &config_json(&sandbox.base_url(), json!({"api_secret": "not-it-999"})),
     );
-    let out = proxy(
-        vec![
-            "--config".into(),
-            arg(&wrong),
-            "GET".into(),
-            "/users".into(),
-        ],
-        None,
-    )
-    .await;
+    let out = proxy(&wrong, &["GET", "/users"], None).await;
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("HTTP 401"), "{}", out.stderr);
     assert!(!out.stdout.contains("not-it-999") && !out.stderr.contains("not-it-999"));
 
     let out = proxy(
-        vec![
-            "--config".into(),
-            arg(&config),
-            "POST".into(),
-            "/create-account".into(),
-            "--body".into(),
-            "-".into(),
-        ],
+        &config,
+        &["POST", "/create-account", "--body", "-"],
         Some("{oops".into()),
     )
     .await;
