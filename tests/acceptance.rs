@@ -220,14 +220,19 @@ fn cat_config_is_valid_at_high_strictness() {
 // TestSpec
 // ---------------------------------------------------------------------------------------------
 
-fn spec_cases(cat: &CatConfig) -> Vec<&cat_config::SpecTest> {
-    let group = cat.acceptance_tests.spec.as_ref().expect("a spec group");
-    group.cases().expect("valid spec group").iter().collect()
+/// The cases of a test group. A missing, contradictory or empty group fails the test: at high
+/// strictness every group the connector supports must have cases.
+fn declared<'a, T>(group: Option<&'a Group<T>>, name: &str) -> &'a [T] {
+    let group = group.unwrap_or_else(|| panic!("no {name} group in the config"));
+    let cases = group
+        .cases()
+        .unwrap_or_else(|e| panic!("invalid {name} group: {e}"));
+    assert!(!cases.is_empty(), "no {name} case in the config");
+    cases
 }
 
 fn run_spec(cat: &CatConfig, dir_path: &str, destination: bool) {
-    let cases = spec_cases(cat);
-    assert!(!cases.is_empty(), "no spec case in the config");
+    let cases = declared(cat.acceptance_tests.spec.as_ref(), "spec");
     let dir = Materialized::new(dir_path);
     for test in cases {
         let case = Case::new("TestSpec", "test_spec", &test.config_path);
@@ -238,13 +243,7 @@ fn run_spec(cat: &CatConfig, dir_path: &str, destination: bool) {
             timeout(test.timeout_seconds, SPEC_TIMEOUT),
             &[],
         );
-        let specs = of_type(&ran.messages, "SPEC");
-        case.ensure(
-            specs.len() == 1,
-            || format!("spec must output exactly one SPEC, got {}", specs.len()),
-            &summary(&ran.messages),
-        );
-        let spec = &specs[0]["spec"];
+        let spec = &only_message(&case, &ran.messages, "spec", "SPEC")["spec"];
         let expected_path = dir.path(&test.spec_path);
         let expected = expected_path.exists().then(|| read_json(&expected_path));
         checks::check_spec(&case, spec, &dir.json(&test.config_path), expected.as_ref());
@@ -261,14 +260,7 @@ fn cat_spec() {
 // ---------------------------------------------------------------------------------------------
 
 fn run_connection(cat: &CatConfig, dir_path: &str, destination: bool, status: ConnectionStatus) {
-    let group = cat
-        .acceptance_tests
-        .connection
-        .as_ref()
-        .expect("a connection group");
-    let cases: Vec<_> = group
-        .cases()
-        .expect("valid connection group")
+    let cases: Vec<_> = declared(cat.acceptance_tests.connection.as_ref(), "connection")
         .iter()
         .filter(|t| t.status == status)
         .collect();
@@ -298,26 +290,17 @@ fn run_connection(cat: &CatConfig, dir_path: &str, destination: bool, status: Co
         );
         match status {
             ConnectionStatus::Succeed | ConnectionStatus::Failed => {
-                let statuses = of_type(&ran.messages, "CONNECTION_STATUS");
-                case.ensure(
-                    statuses.len() == 1,
-                    || {
-                        format!(
-                            "check must output exactly one CONNECTION_STATUS, got {}",
-                            statuses.len()
-                        )
-                    },
-                    &summary(&ran.messages),
-                );
+                let status_message =
+                    only_message(&case, &ran.messages, "check", "CONNECTION_STATUS");
                 let want = if status == ConnectionStatus::Succeed {
                     "SUCCEEDED"
                 } else {
                     "FAILED"
                 };
                 case.ensure(
-                    statuses[0]["connectionStatus"]["status"] == want,
+                    status_message["connectionStatus"]["status"] == want,
                     || format!("the connection status must be {want}"),
-                    statuses[0],
+                    status_message,
                 );
             }
             ConnectionStatus::Exception => {
@@ -358,13 +341,7 @@ fn cat_connection_exception() {
 
 #[test]
 fn cat_discovery() {
-    let group = SOURCE
-        .acceptance_tests
-        .discovery
-        .as_ref()
-        .expect("a discovery group");
-    let cases = group.cases().expect("valid discovery group");
-    assert!(!cases.is_empty(), "no discovery case in the config");
+    let cases = declared(SOURCE.acceptance_tests.discovery.as_ref(), "discovery");
     let dir = Materialized::new(SOURCE_DIR);
     for test in cases {
         let case = Case::new("TestDiscovery", "test_discover", &test.config_path);
@@ -384,17 +361,8 @@ fn cat_discovery() {
 // TestBasicRead
 // ---------------------------------------------------------------------------------------------
 
-fn basic_read_cases() -> Vec<&'static cat_config::BasicReadTest> {
-    let group = SOURCE
-        .acceptance_tests
-        .basic_read
-        .as_ref()
-        .expect("a basic_read group");
-    group
-        .cases()
-        .expect("valid basic_read group")
-        .iter()
-        .collect()
+fn basic_read_cases() -> &'static [cat_config::BasicReadTest] {
+    declared(SOURCE.acceptance_tests.basic_read.as_ref(), "basic_read")
 }
 
 /// Outputs of reads, by config, catalog and state: CAT's runner caches the output of a command it
@@ -484,7 +452,6 @@ fn stream_names(catalog: &Value) -> Vec<String> {
 #[test]
 fn cat_basic_read() {
     let cases = basic_read_cases();
-    assert!(!cases.is_empty(), "no basic_read case in the config");
     let dir = Materialized::new(SOURCE_DIR);
     for test in cases {
         let case = Case::new("TestBasicRead", "test_read", &test.config_path);
@@ -836,12 +803,8 @@ fn check_state_messages(case: &Case, messages: &[Value], catalog: &Value) {
 #[test]
 fn cat_basic_read_trace_on_failure() {
     let cases = basic_read_cases();
-    assert!(!cases.is_empty(), "no basic_read case in the config");
     let dir = Materialized::new(SOURCE_DIR);
-    for test in cases
-        .into_iter()
-        .filter(|t| t.expect_trace_message_on_failure)
-    {
+    for test in cases.iter().filter(|t| t.expect_trace_message_on_failure) {
         let case = Case::new(
             "TestBasicRead",
             "test_airbyte_trace_message_on_failure",
@@ -878,13 +841,10 @@ fn cat_basic_read_trace_on_failure() {
 
 #[test]
 fn cat_full_refresh_sequential_reads() {
-    let group = SOURCE
-        .acceptance_tests
-        .full_refresh
-        .as_ref()
-        .expect("a full_refresh group");
-    let cases = group.cases().expect("valid full_refresh group");
-    assert!(!cases.is_empty(), "no full_refresh case in the config");
+    let cases = declared(
+        SOURCE.acceptance_tests.full_refresh.as_ref(),
+        "full_refresh",
+    );
     let dir = Materialized::new(SOURCE_DIR);
     for test in cases {
         let case = Case::new(
@@ -938,17 +898,8 @@ fn cat_full_refresh_sequential_reads() {
 // TestIncremental
 // ---------------------------------------------------------------------------------------------
 
-fn incremental_cases() -> Vec<&'static cat_config::IncrementalTest> {
-    let group = SOURCE
-        .acceptance_tests
-        .incremental
-        .as_ref()
-        .expect("an incremental group");
-    group
-        .cases()
-        .expect("valid incremental group")
-        .iter()
-        .collect()
+fn incremental_cases() -> &'static [cat_config::IncrementalTest] {
+    declared(SOURCE.acceptance_tests.incremental.as_ref(), "incremental")
 }
 
 fn incremental_catalog(
@@ -972,7 +923,6 @@ fn incremental_catalog(
 #[test]
 fn cat_incremental_two_sequential_reads() {
     let cases = incremental_cases();
-    assert!(!cases.is_empty(), "no incremental case in the config");
     let dir = Materialized::new(SOURCE_DIR);
     for test in cases {
         let case = Case::new(
@@ -1081,7 +1031,6 @@ fn select_states(unique: Vec<(Value, f64)>) -> Vec<(Value, f64)> {
 #[test]
 fn cat_incremental_read_sequential_slices() {
     let cases = incremental_cases();
-    assert!(!cases.is_empty(), "no incremental case in the config");
     let dir = Materialized::new(SOURCE_DIR);
     for test in cases {
         if test.skip_comprehensive_incremental_tests == Some(true) {
@@ -1159,7 +1108,6 @@ fn cat_incremental_read_sequential_slices() {
 #[test]
 fn cat_incremental_abnormal_state() {
     let cases = incremental_cases();
-    assert!(!cases.is_empty(), "no incremental case in the config");
     let dir = Materialized::new(SOURCE_DIR);
     for test in cases {
         let case = Case::new(
@@ -1664,7 +1612,7 @@ fn dest_write_scenarios() {
 #[test]
 #[ignore = "maintenance: rewrites acceptance-tests/integration_tests/expected_records.jsonl"]
 fn regenerate_expected_records() {
-    let test = basic_read_cases()[0];
+    let test = &basic_read_cases()[0];
     let case = Case::new("TestBasicRead", "regenerate", &test.config_path);
     let dir = Materialized::new(SOURCE_DIR);
     let secrets = source_secrets(&dir, &test.config_path);

@@ -379,6 +379,27 @@ pub fn of_type<'a>(messages: &'a [Value], kind: &str) -> Vec<&'a Value> {
     messages.iter().filter(|m| m["type"] == kind).collect()
 }
 
+/// The one message of `kind` that `command` must print; any other count fails the case.
+pub fn only_message<'a>(
+    case: &Case,
+    messages: &'a [Value],
+    command: &str,
+    kind: &str,
+) -> &'a Value {
+    let found = of_type(messages, kind);
+    case.ensure(
+        found.len() == 1,
+        || {
+            format!(
+                "{command} must output exactly one {kind}, got {}",
+                found.len()
+            )
+        },
+        &summary(messages),
+    );
+    found[0]
+}
+
 pub fn records(messages: &[Value]) -> Vec<&Value> {
     of_type(messages, "RECORD")
 }
@@ -416,18 +437,7 @@ pub fn discover_streams(
         timeout,
         secrets,
     );
-    let catalogs = of_type(&ran.messages, "CATALOG");
-    case.ensure(
-        catalogs.len() == 1,
-        || {
-            format!(
-                "discover must output exactly one CATALOG, got {}",
-                catalogs.len()
-            )
-        },
-        &summary(&ran.messages),
-    );
-    catalogs[0]["catalog"]["streams"]
+    only_message(case, &ran.messages, "discover", "CATALOG")["catalog"]["streams"]
         .as_array()
         .cloned()
         .unwrap_or_default()
