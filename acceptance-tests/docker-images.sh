@@ -306,28 +306,35 @@ image_checks() {
         sh -c "[ \"\$(tail -1 '$WORK/$role-openssl.out')\" -ge 100 ] 2>/dev/null"
 }
 
+# ---- spec and check, as the platform runs them (both roles) --------------------------------
+# command_checks ROLE NAME IMAGE: runs are named NAME-spec, NAME-check, ...
+command_checks() {
+    local role=$1 name=$2 image=$3
+    run "$name-spec" "$image" -- spec
+    check "$role: spec exits 0" expect_exit 0 "$name-spec"
+    check "$role: spec prints exactly one SPEC with a connectionSpecification" $MSG spec-ok "$WORK/$name-spec.out"
+
+    # The platform's launcher: a shell that evals "$AIRBYTE_ENTRYPOINT <command> ...".
+    run "$name-eval-spec" "$image" --entrypoint sh -- -c \
+        '[ -n "$AIRBYTE_ENTRYPOINT" ] || exit 127; eval "$AIRBYTE_ENTRYPOINT spec"'
+    check "$role: sh -c 'eval \"\$AIRBYTE_ENTRYPOINT spec\"' exits 0" expect_exit 0 "$name-eval-spec"
+    check "$role: ... and prints exactly one SPEC" $MSG spec-ok "$WORK/$name-eval-spec.out"
+
+    run "$name-check" "$image" -v "$WORK/config:/config:ro" -- check --config /config/connectionConfiguration.json
+    check "$role: check (config at /config/connectionConfiguration.json) exits 0" expect_exit 0 "$name-check"
+    check "$role: check reports SUCCEEDED" equals SUCCEEDED "$($MSG status "$WORK/$name-check.out")"
+
+    run "$name-check-bad" "$image" -v "$WORK/config:/config:ro" -- check --config /config/badConfiguration.json
+    check "$role: check with a wrong secret exits 0" expect_exit 0 "$name-check-bad"
+    check "$role: check with a wrong secret reports FAILED" equals FAILED "$($MSG status "$WORK/$name-check-bad.out")"
+    check "$role: the wrong secret appears nowhere in the output" \
+        sh -c "! grep -q wrong-password '$WORK/$name-check-bad.out' '$WORK/$name-check-bad.err'"
+}
+
 step "source image"
 image_checks source "$SOURCE_IMAGE" "$ROOT/acceptance-tests/metadata.yaml" /usr/local/bin/source-clari-copilot
 
-run source-spec "$SOURCE_IMAGE" -- spec
-check "source: spec exits 0" expect_exit 0 source-spec
-check "source: spec prints exactly one SPEC with a connectionSpecification" $MSG spec-ok "$WORK/source-spec.out"
-
-# The platform's launcher: a shell that evals "$AIRBYTE_ENTRYPOINT <command> ...".
-run source-eval-spec "$SOURCE_IMAGE" --entrypoint sh -- -c \
-    '[ -n "$AIRBYTE_ENTRYPOINT" ] || exit 127; eval "$AIRBYTE_ENTRYPOINT spec"'
-check "source: sh -c 'eval \"\$AIRBYTE_ENTRYPOINT spec\"' exits 0" expect_exit 0 source-eval-spec
-check "source: ... and prints exactly one SPEC" $MSG spec-ok "$WORK/source-eval-spec.out"
-
-run source-check "$SOURCE_IMAGE" -v "$WORK/config:/config:ro" -- check --config /config/connectionConfiguration.json
-check "source: check (config at /config/connectionConfiguration.json) exits 0" expect_exit 0 source-check
-check "source: check reports SUCCEEDED" equals SUCCEEDED "$($MSG status "$WORK/source-check.out")"
-
-run source-check-bad "$SOURCE_IMAGE" -v "$WORK/config:/config:ro" -- check --config /config/badConfiguration.json
-check "source: check with a wrong secret exits 0" expect_exit 0 source-check-bad
-check "source: check with a wrong secret reports FAILED" equals FAILED "$($MSG status "$WORK/source-check-bad.out")"
-check "source: the wrong secret appears nowhere in the output" \
-    sh -c "! grep -q wrong-password '$WORK/source-check-bad.out' '$WORK/source-check-bad.err'"
+command_checks source source "$SOURCE_IMAGE"
 
 run source-discover "$SOURCE_IMAGE" -v "$WORK/config:/config:ro" -- discover --config /config/connectionConfiguration.json
 check "source: discover exits 0" expect_exit 0 source-discover
@@ -390,22 +397,7 @@ check "source: ... after records, with complete JSON lines only" \
 step "destination image"
 image_checks destination "$DEST_IMAGE" "$ROOT/acceptance-tests/destination/metadata.yaml" /usr/local/bin/destination-clari-copilot
 
-run dest-spec "$DEST_IMAGE" -- spec
-check "destination: spec exits 0" expect_exit 0 dest-spec
-check "destination: spec prints exactly one SPEC with a connectionSpecification" $MSG spec-ok "$WORK/dest-spec.out"
-
-run dest-eval-spec "$DEST_IMAGE" --entrypoint sh -- -c \
-    '[ -n "$AIRBYTE_ENTRYPOINT" ] || exit 127; eval "$AIRBYTE_ENTRYPOINT spec"'
-check "destination: sh -c 'eval \"\$AIRBYTE_ENTRYPOINT spec\"' exits 0" expect_exit 0 dest-eval-spec
-check "destination: ... and prints exactly one SPEC" $MSG spec-ok "$WORK/dest-eval-spec.out"
-
-run dest-check "$DEST_IMAGE" -v "$WORK/config:/config:ro" -- check --config /config/connectionConfiguration.json
-check "destination: check (config at /config/connectionConfiguration.json) exits 0" expect_exit 0 dest-check
-check "destination: check reports SUCCEEDED" equals SUCCEEDED "$($MSG status "$WORK/dest-check.out")"
-
-run dest-check-bad "$DEST_IMAGE" -v "$WORK/config:/config:ro" -- check --config /config/badConfiguration.json
-check "destination: check with a wrong secret exits 0 and reports FAILED" \
-    sh -c "[ \"$(rc dest-check-bad)\" = 0 ] && [ \"$($MSG status "$WORK/dest-check-bad.out")\" = FAILED ]"
+command_checks destination dest "$DEST_IMAGE"
 
 # write: the configured catalog and config under /dest, Airbyte messages on stdin.
 cat > "$WORK/dest/catalog.json" <<'EOF'
