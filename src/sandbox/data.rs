@@ -8,6 +8,7 @@
 //! modified-time filters are binary searches instead of scans.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use fastrand::Rng;
 use jiff::Timestamp;
@@ -151,9 +152,23 @@ pub(crate) fn uuid_string(id: &Uuid) -> String {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        out.push_str(&format!("{byte:02x}"));
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{byte:02x}");
     }
     out
+}
+
+/// The id `uuid_string` renders as exactly `text` (lowercase, hyphenated), if there is one.
+fn parse_uuid(text: &str) -> Option<Uuid> {
+    let hex: Vec<u8> = text.bytes().filter(|b| *b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut id = Uuid::default();
+    for (byte, pair) in id.iter_mut().zip(hex.chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    (uuid_string(&id) == text).then_some(id)
 }
 
 /// Renders epoch milliseconds the way the API does: `2024-03-05T14:25:00.000Z`.
@@ -196,23 +211,24 @@ pub(crate) struct MsRange {
 }
 
 impl MsRange {
-    fn is_open(&self) -> bool {
-        self.gt.is_none() && self.lt.is_none()
-    }
-
     pub(crate) fn contains(&self, ms: i64) -> bool {
         self.gt.is_none_or(|gt| ms > gt) && self.lt.is_none_or(|lt| ms < lt)
     }
 
-    /// The sub-slice of `sorted` (ascending by `key`) whose keys lie in the range.
-    fn slice<'a>(&self, sorted: &'a [u32], key: impl Fn(u32) -> i64) -> &'a [u32] {
+    /// The positions in `sorted` (ascending by `key`) whose keys lie in the range.
+    fn bounds<T>(&self, sorted: &[T], key: impl Fn(&T) -> i64) -> std::ops::Range<usize> {
         let start = self
             .gt
-            .map_or(0, |gt| sorted.partition_point(|&i| key(i) <= gt));
-        let end = self
-            .lt
-            .map_or(sorted.len(), |lt| sorted.partition_point(|&i| key(i) < lt));
-        &sorted[start..end.max(start)]
+            .map_or(0, |gt| sorted.partition_point(|item| key(item) <= gt));
+        let end = self.lt.map_or(sorted.len(), |lt| {
+            sorted.partition_point(|item| key(item) < lt)
+        });
+        start..end.max(start)
+    }
+
+    /// The sub-slice of `sorted` (ascending by `key`) whose keys lie in the range.
+    fn slice<'a>(&self, sorted: &'a [u32], key: impl Fn(u32) -> i64) -> &'a [u32] {
+        &sorted[self.bounds(sorted, |&i| key(i))]
     }
 }
 
@@ -690,14 +706,13 @@ impl Dataset {
                 && filter.time.contains(c.time)
                 && filter.modified.contains(c.modified)
         };
-        let mut matches: Vec<u32> =
-            if !filter.modified.is_open() && by_modified.len() < by_time.len() {
-                let mut found: Vec<u32> = by_modified.iter().filter(keep).copied().collect();
-                found.sort_unstable_by_key(|&i| (calls[i as usize].time, calls[i as usize].id));
-                found
-            } else {
-                by_time.iter().filter(keep).copied().collect()
-            };
+        let mut matches: Vec<u32> = if by_modified.len() < by_time.len() {
+            let mut found: Vec<u32> = by_modified.iter().filter(keep).copied().collect();
+            found.sort_unstable_by_key(|&i| (calls[i as usize].time, calls[i as usize].id));
+            found
+        } else {
+            by_time.iter().filter(keep).copied().collect()
+        };
         match order {
             CallOrder::Asc => {}
             CallOrder::Desc => matches.reverse(),
@@ -715,20 +730,23 @@ impl Dataset {
             .collect()
     }
 
-    /// The index of the call with this id (a linear scan: only test helpers look calls up).
+    /// The index of the call with this id: a linear scan comparing bytes (`/call-details` and
+    /// test helpers look calls up; neither is frequent enough for an index).
     fn call_index(&self, id: &str) -> Option<u32> {
-        self.calls
-            .iter()
-            .position(|c| uuid_string(&c.id) == id)
-            .map(|i| i as u32)
+        let id = parse_uuid(id)?;
+        self.calls.iter().position(|c| c.id == id).map(|i| i as u32)
+    }
+
+    /// Like [`Dataset::call_index`], for a test helper naming a call that must exist.
+    fn existing_call(&self, id: &str) -> u32 {
+        self.call_index(id)
+            .unwrap_or_else(|| panic!("sandbox: no call with id {id}"))
     }
 
     /// A status change: the only thing that moves `last_modified_time` in the real API.
     /// Panics on an unknown id or status, since a test that names either made a mistake.
     pub(crate) fn touch_call(&mut self, id: &str, status: &str, modified: i64) {
-        let index = self
-            .call_index(id)
-            .unwrap_or_else(|| panic!("sandbox: no call with id {id}"));
+        let index = self.existing_call(id);
         let status = CALL_STATUSES
             .iter()
             .position(|s| *s == status)
@@ -742,9 +760,7 @@ impl Dataset {
 
     /// A non-status edit: changes the title and leaves `last_modified_time` alone.
     pub(crate) fn edit_call_title(&mut self, id: &str, title: &str) {
-        let index = self
-            .call_index(id)
-            .unwrap_or_else(|| panic!("sandbox: no call with id {id}"));
+        let index = self.existing_call(id);
         self.titles.insert(index, title.to_owned());
     }
 
@@ -755,12 +771,8 @@ impl Dataset {
                 let meta = self.next_call(Some(modified));
                 let index = self.calls.len() as u32;
                 let id = uuid_string(&meta.id);
-                let key = (meta.time, meta.id);
                 self.calls.push(meta);
-                let calls = &self.calls;
-                let at = self
-                    .by_time
-                    .partition_point(|&i| (calls[i as usize].time, calls[i as usize].id) < key);
+                let at = self.position(&self.by_time, index, |c| c.time);
                 self.by_time.insert(at, index);
                 self.insert_into_modified_index(index);
                 id
@@ -768,11 +780,16 @@ impl Dataset {
             .collect()
     }
 
-    fn modified_position(&self, index: u32) -> usize {
+    /// Where call `index` belongs in `sorted`, an index ordered by (`key`, id).
+    fn position(&self, sorted: &[u32], index: u32, key: fn(&CallMeta) -> i64) -> usize {
         let calls = &self.calls;
-        let key = (calls[index as usize].modified, calls[index as usize].id);
-        self.by_modified
-            .partition_point(|&i| (calls[i as usize].modified, calls[i as usize].id) < key)
+        let of = |i: u32| (key(&calls[i as usize]), calls[i as usize].id);
+        let wanted = of(index);
+        sorted.partition_point(|&i| of(i) < wanted)
+    }
+
+    fn modified_position(&self, index: u32) -> usize {
+        self.position(&self.by_modified, index, |c| c.modified)
     }
 
     fn remove_from_modified_index(&mut self, index: u32) {
@@ -1058,15 +1075,9 @@ impl Dataset {
         rep: Option<&str>,
         scorer: Option<&str>,
     ) -> Vec<u32> {
-        let start = time
-            .gt
-            .map_or(0, |gt| self.scorecards.partition_point(|c| c.time <= gt));
-        let end = time.lt.map_or(self.scorecards.len(), |lt| {
-            self.scorecards.partition_point(|c| c.time < lt)
-        });
         let is =
             |wanted: Option<&str>, user: usize| wanted.is_none_or(|w| self.users[user].id == w);
-        (start..end.max(start))
+        time.bounds(&self.scorecards, |card| card.time)
             .filter(|&i| {
                 let card = &self.scorecards[i];
                 is(rep, card.rep) && is(scorer, card.scorer)

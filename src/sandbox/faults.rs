@@ -2,14 +2,14 @@
 //! request, and can be flipped while a connector is mid-sync.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use super::SandboxHandle;
 use super::reply::ApiError;
+use super::{SandboxHandle, lock};
 
 /// A data change applied after a given `/calls` request, to model data that moves while a
 /// connector pages a window (see [`Faults::mutate_after_calls_requests`]).
@@ -46,6 +46,10 @@ struct FailNext {
 }
 
 impl FailNext {
+    fn new(remaining: usize, status: u16) -> Self {
+        Self { remaining, status }
+    }
+
     fn take(&mut self) -> Option<u16> {
         (self.remaining > 0).then(|| {
             self.remaining -= 1;
@@ -102,18 +106,19 @@ pub struct Faults {
     write_latency: Mutex<Duration>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// Waits out an injected latency, if one is set.
+async fn delay(latency: &Mutex<Duration>) {
+    let latency = *lock(latency);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
 }
 
 impl Faults {
     /// The next `n` authenticated requests (any path) answer `status` with the body the real
     /// gateway would send (see [`ApiError::injected`]), without `Retry-After`.
     pub fn fail_next(&self, n: usize, status: u16) {
-        *lock(&self.fail_next) = FailNext {
-            remaining: n,
-            status,
-        };
+        *lock(&self.fail_next) = FailNext::new(n, status);
     }
 
     /// Every `k`-th authenticated request fails with `status`; `k = 0` turns this off.
@@ -174,10 +179,7 @@ impl Faults {
     /// The next `n` requests to the write family (`create-*`, `get-*`, `update-*`,
     /// `delete-*`, `create-call`) answer `status`, after the general faults.
     pub fn fail_write_next(&self, n: usize, status: u16) {
-        *lock(&self.fail_write_next) = FailNext {
-            remaining: n,
-            status,
-        };
+        *lock(&self.fail_write_next) = FailNext::new(n, status);
     }
 
     /// Delay added to every request of the write family (on top of [`Faults::set_latency`]).
@@ -188,10 +190,7 @@ impl Faults {
     /// The faults decided before an authenticated request runs: latency, rate limit,
     /// `fail_next`, `fail_every`, in that order.
     pub(crate) async fn before_request(&self) -> Result<(), ApiError> {
-        let latency = *lock(&self.latency);
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
+        delay(&self.latency).await;
         if !lock(&self.rate_limit).admit(Instant::now()) {
             self.rate_limited.fetch_add(1, Ordering::SeqCst);
             return Err(ApiError::injected(429));
@@ -208,10 +207,7 @@ impl Faults {
 
     /// The write-only faults: write latency, then `fail_write_next`.
     pub(crate) async fn before_write(&self) -> Result<(), ApiError> {
-        let latency = *lock(&self.write_latency);
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
+        delay(&self.write_latency).await;
         match lock(&self.fail_write_next).take() {
             Some(status) => Err(ApiError::injected(status)),
             None => Ok(()),

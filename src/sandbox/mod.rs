@@ -190,12 +190,10 @@ impl Shared {
             return err.into_response();
         }
         let (parts, body) = next.run(request).await.into_parts();
-        let Ok(mut bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        // Over the size cap, Clari's gateway answers 502 (so does a body that cannot be read).
+        let Ok(mut bytes) = axum::body::to_bytes(body, self.config.max_response_bytes).await else {
             return ApiError::injected(502).into_response();
         };
-        if bytes.len() > self.config.max_response_bytes {
-            return ApiError::injected(502).into_response();
-        }
         if parts.status == StatusCode::OK {
             if self.faults.reset_this_success() {
                 return cut_connection(parts, bytes);
