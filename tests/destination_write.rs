@@ -99,6 +99,29 @@ async fn replaying_an_append_dedup_sync_creates_no_duplicates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_429s_stop_the_write_once_the_configured_patience_is_spent() {
+    // The config's patience governs the destination too (not the default ten minutes), and
+    // a spent patience is not waited out again by running the upsert plan again.
+    let sandbox = start().await;
+    sandbox.faults().fail_every(1, 429);
+    let mut value = config_value(&sandbox, "fail", 200);
+    value["rate_limit_patience_minutes"] = json!(1);
+    let config = DestinationConfig::from_value(&value).unwrap();
+    let input = Input::new().records_of(&["accounts"], 0..1, 1);
+    let catalog = modes(&["accounts"], "append_dedup");
+    let write = run_with(&config, &catalog, &input);
+    // Ten minutes of default patience, or a second run of the plan (another minute), would
+    // each overrun this bound.
+    let (result, _) = tokio::time::timeout(Duration::from_secs(110), write)
+        .await
+        .expect("the write stopped after one spell of its one-minute patience");
+    assert!(
+        matches!(result, Err(Error::RateLimited { .. })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_is_never_echoed_before_its_records_are_acknowledged_on_a_slow_faulty_api() {
     let sandbox = start().await;
     sandbox

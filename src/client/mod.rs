@@ -126,6 +126,11 @@ impl Client {
         }))
     }
 
+    /// The retry policy every request of this client follows.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
     /// Requests sent so far (retries included): what this run cost of the weekly quota.
     pub fn requests_sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)

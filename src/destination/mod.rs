@@ -95,7 +95,7 @@ pub async fn write(
     output: Arc<Output>,
 ) -> Result<WriteSummary> {
     let routes = Routes::from_catalog(catalog)?;
-    let client = Client::new(&config.api, RetryPolicy::sync())?;
+    let client = Client::new(&config.api, config.api.sync_retry_policy())?;
     let items = reader::spawn(input, INPUT_CAPACITY)?;
     let summary = writer::Writer::new(
         client,

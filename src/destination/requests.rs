@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 use super::objects::Object;
 use crate::catalog::{RecordRejected, validate_destination_record};
-use crate::client::{Client, Request, Response, RetryPolicy};
+use crate::client::{Client, Request, Response};
 use crate::error::{Error, Result};
 use crate::protocol::DestinationSyncMode;
 
@@ -143,7 +143,7 @@ pub async fn send(
 /// again when an answer was lost, which can never create a duplicate: the look-up sees any
 /// create that landed.
 async fn upsert(client: &Client, object: &Object, record: &Prepared) -> Result<Verdict> {
-    let mut backoff = RetryPolicy::sync().schedule();
+    let mut backoff = client.policy().schedule();
     let mut attempt = 1;
     loop {
         match upsert_once(client, object, record).await {
@@ -244,10 +244,12 @@ fn http_error(method: &Method, path: &str, response: &Response) -> Error {
     }
 }
 
-/// Whether a failed request may or may not have been processed (no answer, or a 5xx).
+/// Whether a failed request may or may not have been processed (no answer, or a 5xx). A 429
+/// was not processed, and `RateLimited` means the client's patience for 429s is spent: running
+/// the plan again would only wait that long again.
 fn answer_was_lost(error: &Error) -> bool {
     match error {
-        Error::Transport { .. } | Error::RateLimited { .. } => true,
+        Error::Transport { .. } => true,
         Error::Http { status, .. } => *status >= 500,
         _ => false,
     }
