@@ -223,9 +223,18 @@ fn tidy(value: &mut Value) {
 
 /// Reads a JSON file given on the command line, naming it in every error.
 pub fn read_json_file(path: &Path, what: &str) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::input(what, format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
+    parse_json_text(path, what, &read_text_file(path, what)?)
+}
+
+/// The text of the `what` file at `path`, with an error naming both when it cannot be read.
+pub fn read_text_file(path: &Path, what: &str) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::input(what, format!("cannot read {}: {e}", path.display())))
+}
+
+/// `text`, read from the `what` file at `path`, as JSON.
+pub fn parse_json_text(path: &Path, what: &str, text: &str) -> Result<Value> {
+    serde_json::from_str(text)
         .map_err(|e| Error::input(what, format!("{} is not valid JSON: {e}", path.display())))
 }
 

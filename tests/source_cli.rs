@@ -199,6 +199,11 @@ async fn unreadable_config_catalog_and_state_files_each_get_a_clear_config_error
             errors.iter().all(|e| e["failure_type"] == "config_error"),
             "{what}: {text}"
         );
+        assert_eq!(
+            text.matches("is invalid").count(),
+            errors.len(),
+            "{what}: said once per error: {text}"
+        );
     }
 }
 

@@ -132,14 +132,18 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs a command for people: logs go to stderr as plain lines.
-fn run_human(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    log_layer::install(LogSink::Stderr);
-    match tokio::runtime::Builder::new_multi_thread()
+/// The async runtime of every command: two workers are plenty for a rate-limited client.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
+}
+
+/// Runs a command for people: logs go to stderr as plain lines.
+fn run_human(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    log_layer::install(LogSink::Stderr);
+    match runtime() {
         Ok(runtime) => runtime.block_on(command),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -152,11 +156,7 @@ fn run_human(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 pub fn run(role: Role, command: Command, output: Arc<Output>) -> ExitCode {
     install_panic_hook(&output);
     log_layer::install(LogSink::Protocol(output.clone()));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => return report(&output, Error::Io(e)),
     };
@@ -260,8 +260,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
 
 /// Reads a config file and registers its secrets with the output before anything can log them.
 fn load_config(path: &Path, output: &Output) -> Result<Value> {
-    let raw =
-        config::read_json_file(path, "config").map_err(|e| Error::config(e.user_message()))?;
+    let raw = config::read_json_file(path, "config")?;
     for key in ["api_key", "api_secret"] {
         if let Some(secret) = raw.get(key).and_then(Value::as_str) {
             output.add_secrets([secret.to_owned()]);
@@ -282,18 +281,11 @@ pub fn parse_catalog(raw: Value) -> Result<ConfiguredCatalog> {
 
 /// An empty state file means no state, like a missing one.
 fn read_state(path: &Path) -> Result<source::InputState> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::input("state", format!("cannot read {}: {e}", path.display())))?;
+    let text = config::read_text_file(path, "state")?;
     if text.trim().is_empty() {
         return Ok(source::InputState::default());
     }
-    let value: Value = serde_json::from_str(&text).map_err(|e| {
-        Error::input(
-            "state",
-            format!("{} is not valid JSON: {e}", path.display()),
-        )
-    })?;
-    source::InputState::from_value(&value)
+    source::InputState::from_value(&config::parse_json_text(path, "state", &text)?)
 }
 
 /// `check`'s answer: FAILED (exit 0) for what the user can fix, TRACE ERROR for the rest.
