@@ -91,6 +91,28 @@ async fn a_retry_after_header_is_honoured_when_the_api_sends_one() {
 }
 
 #[tokio::test]
+async fn a_retry_after_longer_than_the_patience_left_stops_the_stream_instead_of_sleeping() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/users"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "600"))
+        .mount(&server)
+        .await;
+    let streams = catalog(&[("users", "full_refresh")]);
+    let state = json!([]);
+    let read = read(config_json(&server.uri(), json!({})), &streams, &state);
+    // The test patience is 2 s; sleeping the asked 600 s would overrun this bound.
+    let run = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the stream stopped instead of sleeping");
+    assert_eq!(
+        run.statuses("users").last().map(String::as_str),
+        Some("INCOMPLETE")
+    );
+    assert_eq!(run.errors()[0]["failure_type"], "transient_error");
+}
+
+#[tokio::test]
 async fn without_a_pagination_object_paging_stops_at_the_first_short_page() {
     let server = MockServer::start().await;
     let scorecards = |n: usize, from: usize| json!({"scorecards": (from..from + n).map(|i| json!({"id": format!("s{i}"), "total_score": 1})).collect::<Vec<_>>()});

@@ -196,16 +196,19 @@ impl Client {
                         // A 429 was not processed, so replaying it is safe for any request.
                         self.rate_limited.fetch_add(1, Ordering::Relaxed);
                         let since = *rate_limited_since.get_or_insert_with(Instant::now);
-                        let delay = rate_limited_delays.next().unwrap_or(self.policy.max_delay);
-                        if since.elapsed() + delay > self.policy.rate_limit_patience {
+                        let wait = retry_after.unwrap_or_else(|| {
+                            rate_limited_delays.next().unwrap_or(self.policy.max_delay)
+                        });
+                        // The wait itself counts: a server asking for more than the patience
+                        // left is answered with a stop, not a sleep.
+                        if since.elapsed() + wait > self.policy.rate_limit_patience {
                             return Err(Error::RateLimited {
                                 method: request.method.to_string(),
                                 path: request.path.clone(),
                                 attempts,
                             });
                         }
-                        self.pause(&request, retry_after.unwrap_or(delay), "HTTP 429")
-                            .await;
+                        self.pause(&request, wait, "HTTP 429").await;
                         continue;
                     }
                     Action::Retry | Action::BadGateway if request.idempotent => {
