@@ -90,7 +90,18 @@ async fn assert_backfill_complete(config: SandboxConfig) {
     )
     .await;
     assert!(run.errors().is_empty(), "{:?}", run.errors());
-    assert_eq!(run.ids("calls", "id"), visible_call_ids(&sandbox, false));
+    let visible = visible_call_ids(&sandbox, false);
+    assert_eq!(run.ids("calls", "id"), visible);
+    let estimates: Vec<&Value> = run
+        .of_type("TRACE")
+        .filter(|m| m["trace"]["type"] == "ESTIMATE")
+        .map(|m| &m["trace"]["estimate"])
+        .collect();
+    assert_eq!(
+        estimates,
+        [&json!({"name": "calls", "type": "STREAM", "row_estimate": visible.len()})],
+        "one estimate of the whole stream, though it is too large for one window"
+    );
     let max_skip = sandbox
         .requests()
         .iter()

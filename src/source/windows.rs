@@ -439,7 +439,16 @@ impl WindowedReader<'_> {
                 }
             };
             let first_page = self.parse(&first)?;
-            let (matched, spans) = match self.plan(window, &first_page, limit) {
+            let plan = self.plan(window, &first_page, limit);
+            // The first window's count is the stream's size, also (above all) when it is too
+            // large to page.
+            if estimate
+                && pass == 1
+                && let Plan::Pages(matched, _) | Plan::TooLarge(matched) = &plan
+            {
+                emitter.estimate(*matched)?;
+            }
+            let (matched, spans) = match plan {
                 Plan::Pages(matched, spans) => (matched, spans),
                 Plan::TooLarge(matched) => return Ok(Outcome::TooLarge(matched)),
                 Plan::Unpaginated => {
@@ -454,9 +463,6 @@ impl WindowedReader<'_> {
                         .await;
                 }
             };
-            if estimate && pass == 1 {
-                emitter.estimate(matched)?;
-            }
             keys.pass.clear();
             let mut stable = true;
             for (records, _) in &first_page {
