@@ -79,6 +79,17 @@ impl Response {
     pub fn body_snippet(&self) -> String {
         snippet(&self.body)
     }
+
+    /// This answer as the error of `method path`, reached after `attempts` attempts.
+    pub fn error(&self, method: &Method, path: &str, attempts: u32) -> Error {
+        Error::Http {
+            method: method.to_string(),
+            path: path.to_owned(),
+            status: self.status,
+            attempts,
+            body: self.body_snippet(),
+        }
+    }
 }
 
 pub struct Client {
@@ -153,13 +164,7 @@ impl Client {
         if response.is_success() {
             Ok(response.body)
         } else {
-            Err(Error::Http {
-                method: "GET".into(),
-                path,
-                status: response.status,
-                attempts: 1,
-                body: response.body_snippet(),
-            })
+            Err(response.error(&Method::GET, &path, 1))
         }
     }
 
@@ -190,7 +195,7 @@ impl Client {
                         });
                     }
                     Action::BadGateway if request.shrinkable => {
-                        return Err(self.http_error(&request, &response, attempts));
+                        return Err(response.error(&request.method, &request.path, attempts));
                     }
                     Action::RateLimited => {
                         // A 429 was not processed, so replaying it is safe for any request.
@@ -211,11 +216,12 @@ impl Client {
                         self.pause(&request, wait, "HTTP 429").await;
                         continue;
                     }
-                    Action::Retry | Action::BadGateway if request.idempotent => {
-                        (retry_after, self.http_error(&request, &response, attempts))
-                    }
+                    Action::Retry | Action::BadGateway if request.idempotent => (
+                        retry_after,
+                        response.error(&request.method, &request.path, attempts),
+                    ),
                     Action::Retry | Action::BadGateway => {
-                        return Err(self.http_error(&request, &response, attempts));
+                        return Err(response.error(&request.method, &request.path, attempts));
                     }
                 },
                 Err((failure, detail)) => {
@@ -297,16 +303,6 @@ impl Client {
             },
             retry_after,
         ))
-    }
-
-    fn http_error(&self, request: &Request, response: &Response, attempts: u32) -> Error {
-        Error::Http {
-            method: request.method.to_string(),
-            path: request.path.clone(),
-            status: response.status,
-            attempts,
-            body: response.body_snippet(),
-        }
     }
 }
 

@@ -196,7 +196,7 @@ async fn put(client: &Client, object: &Object, record: &Prepared) -> Result<Resp
 /// that the record is bad.
 fn create_verdict(path: &str, response: &Response) -> Result<Verdict> {
     if response.status == 404 {
-        return Err(http_error(&Method::POST, path, response));
+        return Err(response.error(&Method::POST, path, 1));
     }
     judge(&Method::POST, path, response)
 }
@@ -217,7 +217,7 @@ fn judge(method: &Method, path: &str, response: &Response) -> Result<Verdict> {
             response.status,
             message.unwrap_or_else(|| response.body_snippet())
         ))),
-        _ => Err(http_error(method, path, response)),
+        _ => Err(response.error(method, path, 1)),
     }
 }
 
@@ -232,16 +232,6 @@ fn api_message(response: &Response) -> Option<String> {
             Value::String(text) => Some(text.clone()),
             other => Some(other.to_string()),
         })
-}
-
-fn http_error(method: &Method, path: &str, response: &Response) -> Error {
-    Error::Http {
-        method: method.to_string(),
-        path: path.to_owned(),
-        status: response.status,
-        attempts: 1,
-        body: response.body_snippet(),
-    }
 }
 
 /// Whether a failed request may or may not have been processed (no answer, or a 5xx). A 429

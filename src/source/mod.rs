@@ -258,7 +258,7 @@ impl Reader<'_> {
             })
             .await?;
         if completion == Completion::Finished {
-            checkpoint = Some(checkpoint.map_or(hi, |c| c.max(hi)));
+            checkpoint = checkpoint.max(Some(hi));
         }
         emitter.state_if_changed(state::cursor_blob(field, checkpoint.unwrap_or(lo)))
     }

@@ -29,12 +29,8 @@ pub struct Page<'a> {
 
 /// Parses a response body. `path` only serves error messages.
 pub fn parse<'a>(body: &'a [u8], records_keys: &[&str], path: &str) -> Result<Page<'a>> {
-    let invalid = |detail: String| Error::InvalidResponse {
-        path: path.to_owned(),
-        detail,
-    };
-    let top: HashMap<Cow<'a, str>, &'a RawValue> =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("not a JSON object ({e})")))?;
+    let invalid = |detail: String| invalid(path, detail);
+    let top = top_level(body, path)?;
     let (key, raw) = records_keys
         .iter()
         .find_map(|key| top.get(*key).map(|raw| (*key, *raw)))
@@ -62,16 +58,25 @@ pub fn parse<'a>(body: &'a [u8], records_keys: &[&str], path: &str) -> Result<Pa
 
 /// The object under `key` in a single-record response such as `{"call": {...}}`.
 pub fn parse_object<'a>(body: &'a [u8], key: &str, path: &str) -> Result<&'a RawValue> {
-    let invalid = |detail: String| Error::InvalidResponse {
+    match top_level(body, path)?.get(key) {
+        Some(raw) if raw.get().starts_with('{') => Ok(raw),
+        Some(_) => Err(invalid(path, format!("\"{key}\" is not an object"))),
+        None => Err(invalid(
+            path,
+            format!("no \"{key}\" object in the response"),
+        )),
+    }
+}
+
+/// The members of a response body, each left unparsed.
+fn top_level<'a>(body: &'a [u8], path: &str) -> Result<HashMap<Cow<'a, str>, &'a RawValue>> {
+    serde_json::from_slice(body).map_err(|e| invalid(path, format!("not a JSON object ({e})")))
+}
+
+fn invalid(path: &str, detail: String) -> Error {
+    Error::InvalidResponse {
         path: path.to_owned(),
         detail,
-    };
-    let top: HashMap<Cow<'a, str>, &'a RawValue> =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("not a JSON object ({e})")))?;
-    match top.get(key) {
-        Some(raw) if raw.get().starts_with('{') => Ok(raw),
-        Some(_) => Err(invalid(format!("\"{key}\" is not an object"))),
-        None => Err(invalid(format!("no \"{key}\" object in the response"))),
     }
 }
 

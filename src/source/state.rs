@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 
@@ -59,13 +59,7 @@ impl InputState {
                     })?;
                 }
             }
-            Value::Object(legacy) => {
-                for (name, blob) in legacy {
-                    if blob.is_object() {
-                        state.blobs.insert(name.clone(), blob.clone());
-                    }
-                }
-            }
+            Value::Object(legacy) => state.add_legacy(legacy),
             other => {
                 return Err(Error::input(
                     "state",
@@ -74,6 +68,13 @@ impl InputState {
             }
         }
         Ok(state)
+    }
+
+    /// A legacy state: one blob per stream name (anything but an object is ignored).
+    fn add_legacy(&mut self, legacy: &Map<String, Value>) {
+        for (name, blob) in legacy.iter().filter(|(_, blob)| blob.is_object()) {
+            self.blobs.insert(name.clone(), blob.clone());
+        }
     }
 
     fn add_message(&mut self, message: &Value) -> std::result::Result<(), String> {
@@ -87,12 +88,7 @@ impl InputState {
                 .ok_or("GLOBAL state without stream_states")?;
             streams.iter().try_for_each(|s| self.add_stream_state(s))
         } else if let Some(Value::Object(legacy)) = object.get("data") {
-            legacy
-                .iter()
-                .filter(|(_, b)| b.is_object())
-                .for_each(|(n, b)| {
-                    self.blobs.insert(n.clone(), b.clone());
-                });
+            self.add_legacy(legacy);
             Ok(())
         } else {
             Err("has none of \"stream\", \"global\" or \"data\"".into())

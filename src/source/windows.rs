@@ -22,6 +22,7 @@ use std::collections::{HashSet, VecDeque};
 
 use futures_util::future::{self, BoxFuture};
 use futures_util::stream::{self, FuturesOrdered, StreamExt};
+use reqwest::Method;
 use serde_json::value::RawValue;
 
 use super::emitter::StreamEmitter;
@@ -50,42 +51,20 @@ pub struct Window {
 }
 
 impl Window {
-    /// Two halves, or `None` when the window is a single millisecond. An open tail is closed
-    /// at the current instant, leaving a new open tail after it.
-    fn split(self) -> Option<(Window, Window)> {
-        match self.hi {
-            Some(hi) if hi - self.lo >= 2 => {
-                let mid = self.lo + (hi - self.lo) / 2;
-                Some((
-                    Window {
-                        lo: self.lo,
-                        hi: Some(mid),
-                    },
-                    Window {
-                        lo: mid,
-                        hi: Some(hi),
-                    },
-                ))
-            }
-            Some(_) => None,
-            None => {
-                let now = now_millis();
-                (now > self.lo).then_some((
+    /// Up to `parts` adjacent windows covering this one, or `None` for a single millisecond.
+    /// An open tail is cut in two: closed at the current instant, and a new open tail after it.
+    fn split_into(self, parts: i64) -> Option<Vec<Window>> {
+        let Some(hi) = self.hi else {
+            let now = now_millis();
+            return (now > self.lo).then(|| {
+                vec![
                     Window {
                         lo: self.lo,
                         hi: Some(now),
                     },
                     Window { lo: now, hi: None },
-                ))
-            }
-        }
-    }
-
-    /// Up to `parts` adjacent windows covering this one, or `None` for a single millisecond.
-    /// An open tail is closed at the current instant, leaving a new open tail after it.
-    fn split_into(self, parts: i64) -> Option<Vec<Window>> {
-        let Some(hi) = self.hi else {
-            return self.split().map(|(left, right)| vec![left, right]);
+                ]
+            });
         };
         let width = hi - self.lo;
         if width < 2 {
@@ -334,10 +313,11 @@ impl WindowedReader<'_> {
                             // its details fit, so the budget is used up before the sync stops.
                             if expander.budget.is_some_and(|cap| details_spent < cap)
                                 && wanted > 1
-                                && let Some((left, right)) = window.split()
+                                && let Some(halves) = window.split_into(2)
                             {
-                                pending.push_front((right, None));
-                                pending.push_front((left, None));
+                                for half in halves.into_iter().rev() {
+                                    pending.push_front((half, None));
+                                }
                                 continue;
                             }
                             tracing::warn!(
@@ -395,15 +375,7 @@ impl WindowedReader<'_> {
                     "{}: {key} was deleted before its details were fetched; skipped",
                     self.def.name
                 ),
-                status => {
-                    return Err(Error::Http {
-                        method: "GET".into(),
-                        path: expansion.path.to_owned(),
-                        status,
-                        attempts: 1,
-                        body: response.body_snippet(),
-                    });
-                }
+                _ => return Err(response.error(&Method::GET, expansion.path, 1)),
             }
         }
         Ok(sent)
@@ -618,7 +590,7 @@ impl WindowedReader<'_> {
         let emitted_at = now_millis();
         for record in records {
             let key = page::record_key(record, self.def.primary_key, self.def.path)?;
-            if !keys.seen.contains(&key) {
+            if keys.seen.insert(key.clone()) {
                 match &self.expander {
                     None => emitter.record(record, emitted_at)?,
                     Some(expander) => {
@@ -629,7 +601,6 @@ impl WindowedReader<'_> {
                         }
                     }
                 }
-                keys.seen.insert(key.clone());
             }
             keys.pass.insert(key);
         }
