@@ -184,6 +184,16 @@ pub enum RecordRejected {
     },
 }
 
+impl RecordRejected {
+    /// The reasons alone, without the object's name: what a rejected record's log line quotes.
+    pub fn reasons(&self) -> String {
+        match self {
+            RecordRejected::Invalid { errors, .. } => join(errors),
+            unknown => unknown.to_string(),
+        }
+    }
+}
+
 fn join(errors: &[FieldError]) -> String {
     errors
         .iter()

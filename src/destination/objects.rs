@@ -17,6 +17,19 @@ pub struct Object {
     pub key: &'static str,
     /// The modes the API can honour, in catalog order.
     pub modes: &'static [DestinationSyncMode],
+    /// How `append_dedup` keeps a replayed record from being written twice.
+    pub dedup: Dedup,
+    /// Array fields of which at least one must name a recording user (empty: no such rule).
+    pub user_fields: &'static [&'static str],
+}
+
+/// How an object is upserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dedup {
+    /// `GET /get-<obj>?id=` first, then update or create.
+    LookUp,
+    /// One create with this flag set to `true`: the API overwrites the record with the key.
+    OverwriteFlag(&'static str),
 }
 
 use DestinationSyncMode::{Append, AppendDedup, SoftDelete, Update};
@@ -34,6 +47,8 @@ pub const OBJECTS: [Object; 4] = [
         singular: "call",
         key: "source_id",
         modes: &[Append, AppendDedup],
+        dedup: Dedup::OverwriteFlag("force_overwrite_old_call"),
+        user_fields: &["user_emails", "source_user_ids"],
     },
 ];
 
@@ -47,6 +62,8 @@ impl Object {
             singular,
             key: "crm_id",
             modes: &SUPPORTED_MODES,
+            dedup: Dedup::LookUp,
+            user_fields: &[],
         }
     }
 

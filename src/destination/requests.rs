@@ -16,8 +16,8 @@ use reqwest::Method;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::objects::Object;
-use crate::catalog::{RecordRejected, validate_destination_record};
+use super::objects::{Dedup, Object};
+use crate::catalog::validate_destination_record;
 use crate::client::{Client, Request, Response};
 use crate::error::{Error, Result};
 use crate::protocol::DestinationSyncMode;
@@ -50,19 +50,17 @@ pub fn prepare(
 ) -> std::result::Result<Prepared, String> {
     let mut value: Value = serde_json::from_str(data.get())
         .map_err(|error| format!("`data` is not valid JSON: {error}"))?;
-    validate_destination_record(object.name, &value).map_err(|rejected| match rejected {
-        RecordRejected::Invalid { errors, .. } => errors
+    validate_destination_record(object.name, &value).map_err(|rejected| rejected.reasons())?;
+    if !object.user_fields.is_empty() && !names_a_user(&value, object.user_fields) {
+        let fields: Vec<String> = object
+            .user_fields
             .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; "),
-        unknown => unknown.to_string(),
-    })?;
-    if object.name == "calls" && !names_a_user(&value) {
-        return Err(
-            "field `/user_emails` or `/source_user_ids` must name at least one recording user"
-                .into(),
-        );
+            .map(|f| format!("`/{f}`"))
+            .collect();
+        return Err(format!(
+            "field {} must name at least one recording user",
+            fields.join(" or ")
+        ));
     }
     // The schema requires the key to be a non-empty string.
     let key = value[object.key].as_str().unwrap_or_default().to_owned();
@@ -70,8 +68,8 @@ pub fn prepare(
         DestinationSyncMode::SoftDelete => {
             serde_json::json!({ "id": key }).to_string().into_bytes()
         }
-        DestinationSyncMode::AppendDedup if object.name == "calls" => {
-            value["force_overwrite_old_call"] = Value::Bool(true);
+        DestinationSyncMode::AppendDedup if let Dedup::OverwriteFlag(flag) = object.dedup => {
+            value[flag] = Value::Bool(true);
             serde_json::to_vec(&value).map_err(|error| error.to_string())?
         }
         // Sent byte for byte as received, unknown fields included.
@@ -80,9 +78,9 @@ pub fn prepare(
     Ok(Prepared { key, body })
 }
 
-fn names_a_user(call: &Value) -> bool {
-    ["user_emails", "source_user_ids"].iter().any(|field| {
-        call[field].as_array().is_some_and(|items| {
+fn names_a_user(call: &Value, fields: &[&str]) -> bool {
+    fields.iter().any(|field| {
+        call[*field].as_array().is_some_and(|items| {
             items
                 .iter()
                 .any(|v| v.as_str().is_some_and(|s| !s.trim().is_empty()))
@@ -98,7 +96,7 @@ pub async fn send(
     record: &Prepared,
 ) -> Result<Verdict> {
     match mode {
-        DestinationSyncMode::AppendDedup if object.name != "calls" => {
+        DestinationSyncMode::AppendDedup if object.dedup == Dedup::LookUp => {
             upsert(client, object, record).await
         }
         DestinationSyncMode::Update => {
@@ -126,15 +124,16 @@ pub async fn send(
             }
             judge(&Method::DELETE, &path, &response)
         }
-        // append, and append_dedup of calls: one create. With `force_overwrite_old_call` the
-        // create-call is an overwrite keyed by source_id, so replaying it is harmless.
+        // append, and append_dedup by an overwrite flag: one create. With the flag set the
+        // create is an overwrite keyed by the record's key, so replaying it is harmless.
         _ => {
-            let idempotent = mode == DestinationSyncMode::AppendDedup;
-            let path = object.path("create");
-            let request =
-                Request::json(Method::POST, path.clone(), record.body.clone(), idempotent);
-            let response = client.execute(request).await?;
-            create_verdict(&path, &response)
+            create(
+                client,
+                object,
+                record,
+                mode == DestinationSyncMode::AppendDedup,
+            )
+            .await
         }
     }
 }
@@ -168,12 +167,7 @@ async fn upsert_once(client: &Client, object: &Object, record: &Prepared) -> Res
         .execute(Request::get(get_path.clone(), query))
         .await?;
     match found.status {
-        404 => {
-            let path = object.path("create");
-            let request = Request::json(Method::POST, path.clone(), record.body.clone(), false);
-            let response = client.execute(request).await?;
-            create_verdict(&path, &response)
-        }
+        404 => create(client, object, record, false).await,
         200..=299 => {
             let response = put(client, object, record).await?;
             judge(&Method::PUT, &object.path("update"), &response)
@@ -190,6 +184,19 @@ async fn put(client: &Client, object: &Object, record: &Prepared) -> Result<Resp
         true,
     );
     client.execute(request).await
+}
+
+/// One create of the record.
+async fn create(
+    client: &Client,
+    object: &Object,
+    record: &Prepared,
+    idempotent: bool,
+) -> Result<Verdict> {
+    let path = object.path("create");
+    let request = Request::json(Method::POST, path.clone(), record.body.clone(), idempotent);
+    let response = client.execute(request).await?;
+    create_verdict(&path, &response)
 }
 
 /// A create route answering 404 means the route itself is missing (a wrong `base_url`), not
