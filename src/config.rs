@@ -41,6 +41,9 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The config fields that hold secrets (`airbyte_secret` in the spec).
+pub const SECRET_FIELDS: [&str; 2] = ["api_key", "api_secret"];
+
 /// Settings shared by both roles: how to reach and authenticate against the API.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct ApiSettings {

@@ -10,9 +10,9 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::client::RetryPolicy;
-use crate::config::SourceConfig;
+use crate::config::{self, SourceConfig};
 use crate::error::Result;
-use crate::protocol::output::MemorySink;
+use crate::protocol::output::{MASK, MemorySink};
 use crate::protocol::{ConfiguredCatalog, Output};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::source::{self, InputState};
@@ -238,8 +238,8 @@ async fn read_summary(
 
 fn redacted(raw: &Value) -> Value {
     let mut shown = raw.clone();
-    for key in ["api_key", "api_secret"] {
-        shown[key] = json!("**********");
+    for key in config::SECRET_FIELDS {
+        shown[key] = json!(MASK);
     }
     shown
 }

@@ -261,7 +261,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
 /// Reads a config file and registers its secrets with the output before anything can log them.
 fn load_config(path: &Path, output: &Output) -> Result<Value> {
     let raw = config::read_json_file(path, "config")?;
-    for key in ["api_key", "api_secret"] {
+    for key in config::SECRET_FIELDS {
         if let Some(secret) = raw.get(key).and_then(Value::as_str) {
             output.add_secrets([secret.to_owned()]);
         }

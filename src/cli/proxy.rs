@@ -12,6 +12,7 @@ use reqwest::Method;
 use crate::client::{Client, Request};
 use crate::config::{self, ApiSettings};
 use crate::error::{Error, Result};
+use crate::protocol::output::scrub;
 
 #[derive(Debug, Clone, Args)]
 pub struct ProxyArgs {
@@ -113,12 +114,8 @@ fn read_body(file: &PathBuf) -> Result<Vec<u8>> {
 
 /// An API that echoes request headers must not print the credentials.
 fn mask(body: &str, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 3)
-        .fold(body.to_owned(), |text, secret| {
-            text.replace(secret.as_str(), "**********")
-        })
+    let secrets: Vec<String> = secrets.iter().filter(|s| s.len() >= 3).cloned().collect();
+    scrub(body, &secrets).unwrap_or_else(|| body.to_owned())
 }
 
 #[cfg(test)]

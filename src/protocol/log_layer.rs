@@ -84,7 +84,6 @@ fn airbyte_level(level: Level) -> LogLevel {
 #[derive(Default)]
 struct MessageVisitor {
     text: String,
-    fields: String,
 }
 
 impl Visit for MessageVisitor {
@@ -92,8 +91,7 @@ impl Visit for MessageVisitor {
         if field.name() == "message" {
             self.text.insert_str(0, value);
         } else {
-            let _ = write!(self.fields, " {}={}", field.name(), value);
-            self.flush_fields();
+            let _ = write!(self.text, " {}={}", field.name(), value);
         }
     }
 
@@ -101,15 +99,7 @@ impl Visit for MessageVisitor {
         if field.name() == "message" {
             self.text.insert_str(0, &format!("{value:?}"));
         } else {
-            let _ = write!(self.fields, " {}={:?}", field.name(), value);
-            self.flush_fields();
+            let _ = write!(self.text, " {}={:?}", field.name(), value);
         }
-    }
-}
-
-impl MessageVisitor {
-    fn flush_fields(&mut self) {
-        self.text.push_str(&self.fields);
-        self.fields.clear();
     }
 }

@@ -18,7 +18,8 @@ use serde_json::value::RawValue;
 use super::Message;
 
 const BUFFER_CAPACITY: usize = 256 * 1024;
-const MASK: &str = "**********";
+/// What a secret is replaced with wherever it would be printed.
+pub const MASK: &str = "**********";
 
 pub struct Output {
     inner: Mutex<Inner>,
@@ -158,7 +159,15 @@ impl Inner {
 
 /// Replaces every secret, raw or JSON-escaped, in a serialised line.
 fn scrub_secrets(line: &mut Vec<u8>, secrets: &[String]) {
-    let mut text = String::from_utf8_lossy(line).into_owned();
+    if let Some(text) = scrub(&String::from_utf8_lossy(line), secrets) {
+        *line = text.into_bytes();
+    }
+}
+
+/// `text` with every secret, raw or JSON-escaped, replaced by [`MASK`]; `None` when no
+/// secret occurs in it.
+pub fn scrub(text: &str, secrets: &[String]) -> Option<String> {
+    let mut text = text.to_owned();
     let mut changed = false;
     for secret in secrets {
         let escaped = serde_json::to_string(secret).unwrap_or_default();
@@ -170,9 +179,7 @@ fn scrub_secrets(line: &mut Vec<u8>, secrets: &[String]) {
             }
         }
     }
-    if changed {
-        *line = text.into_bytes();
-    }
+    changed.then_some(text)
 }
 
 /// A cloneable in-memory sink, for tests that inspect what was written.
