@@ -139,6 +139,14 @@ pub struct SourceConfig {
     #[serde(default)]
     #[schemars(title = "Call details: include video URL", extend("order" = 9))]
     pub call_details_include_video: bool,
+
+    /// Advanced: Clari may index a modified call a little after its `last_modified_time`. Each
+    /// sync reads calls modified up to this many seconds before the API's clock (its `Date`
+    /// header) and checkpoints there, so a call indexed late is read by the next sync instead of
+    /// being passed for good.
+    #[serde(default = "default_indexing_margin_seconds")]
+    #[schemars(title = "Indexing margin (seconds)", range(max = 3600), extend("order" = 23, "examples" = [120]))]
+    pub indexing_margin_seconds: u32,
 }
 
 /// What the destination does with a record the schema or the API rejects.
@@ -178,6 +186,9 @@ fn default_base_url() -> String {
 }
 fn default_lookback_days() -> u32 {
     1
+}
+fn default_indexing_margin_seconds() -> u32 {
+    120
 }
 fn default_page_size() -> u32 {
     25

@@ -60,6 +60,10 @@ pub enum Error {
     #[error("{0}")]
     SkipCap(String),
 
+    /// A time window kept changing on every read and cannot be cut any finer.
+    #[error("{0}")]
+    Unstable(String),
+
     /// A record the write schema or the API rejected, under the `fail` rejection policy.
     #[error("record on line {line} of stream {stream:?} rejected: {reason}")]
     RecordRejected {
@@ -94,7 +98,9 @@ impl Error {
             | Error::Auth { .. }
             | Error::Input { .. }
             | Error::RecordRejected { .. } => FailureType::ConfigError,
-            Error::RateLimited { .. } | Error::Transport { .. } => FailureType::TransientError,
+            Error::RateLimited { .. } | Error::Transport { .. } | Error::Unstable(_) => {
+                FailureType::TransientError
+            }
             Error::Http { status, .. } if *status >= 500 => FailureType::TransientError,
             Error::Http { .. }
             | Error::InvalidResponse { .. }
@@ -129,7 +135,7 @@ impl Error {
                 format!("Clari Copilot returned a response from {path} that is not the expected JSON.")
             }
             Error::Input { what, detail } => format!("The {what} is invalid: {detail}"),
-            Error::SkipCap(message) => message.clone(),
+            Error::SkipCap(message) | Error::Unstable(message) => message.clone(),
             Error::RecordRejected {
                 stream,
                 line,

@@ -8,11 +8,11 @@ pub mod retry;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, DATE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 
 use crate::config::ApiSettings;
@@ -101,7 +101,12 @@ pub struct Client {
     policy: RetryPolicy,
     sent: AtomicU64,
     rate_limited: AtomicU64,
+    /// The API's clock minus ours, in milliseconds, from the first answer's `Date` header;
+    /// [`UNKNOWN_SKEW`] until then.
+    skew: AtomicI64,
 }
+
+const UNKNOWN_SKEW: i64 = i64::MIN;
 
 impl Client {
     pub fn new(settings: &ApiSettings, policy: RetryPolicy) -> Result<Arc<Self>> {
@@ -134,6 +139,7 @@ impl Client {
             policy,
             sent: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            skew: AtomicI64::new(UNKNOWN_SKEW),
         }))
     }
 
@@ -150,6 +156,39 @@ impl Client {
     /// HTTP 429 answers received so far.
     pub fn rate_limited_answers(&self) -> u64 {
         self.rate_limited.load(Ordering::Relaxed)
+    }
+
+    /// How far the API's clock is ahead of this machine's (negative: behind), in milliseconds,
+    /// as the `Date` header of the first answer showed; `None` before any answer had one.
+    ///
+    /// `Date` has whole seconds and is truncated, so the figure errs up to a second towards
+    /// the API's clock being behind: the safe side for a bound that must not pass it.
+    pub fn server_skew_millis(&self) -> Option<i64> {
+        Some(self.skew.load(Ordering::Relaxed)).filter(|skew| *skew != UNKNOWN_SKEW)
+    }
+
+    /// Notes the skew of the API's clock from an answer's `Date`, if none was noted yet.
+    fn note_server_clock(&self, headers: &HeaderMap) {
+        if self.server_skew_millis().is_some() {
+            return;
+        }
+        let date = headers
+            .get(DATE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| {
+                jiff::fmt::rfc2822::DateTimeParser::new()
+                    .parse_timestamp(text)
+                    .ok()
+            });
+        if let Some(date) = date {
+            let skew = date.as_millisecond() - jiff::Timestamp::now().as_millisecond();
+            let _ = self.skew.compare_exchange(
+                UNKNOWN_SKEW,
+                skew,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     /// GETs `path` and returns the body of a 2xx answer; any other final answer is an error.
@@ -291,6 +330,7 @@ impl Client {
             .await
             .map_err(|e| (classify_transport(&e), describe(&e)))?;
         let status = response.status();
+        self.note_server_clock(response.headers());
         let retry_after = retry_after(response.headers(), status);
         let body = response
             .bytes()

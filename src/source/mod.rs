@@ -1,7 +1,9 @@
 //! The source role: `spec`, `check`, `discover` and `read` over the five Clari Copilot streams.
 
+mod churn;
 mod emitter;
 pub mod page;
+mod pipeline;
 pub mod state;
 pub mod streams;
 mod windows;
@@ -17,7 +19,8 @@ use crate::protocol::{
 };
 use emitter::StreamEmitter;
 pub use state::InputState;
-use streams::{Paging, StreamDef};
+use state::{BuiltWith, CursorState};
+use streams::{Paging, StreamDef, Windowing};
 use windows::{Completion, Expander, WindowedReader};
 
 const DOCUMENTATION_URL: &str = "https://docs.airbyte.com/integrations/sources/clari-copilot";
@@ -171,51 +174,23 @@ impl Reader<'_> {
             }
             Paging::Windowed(windowing) => {
                 let start = self.config.start()?.map(|t| t.as_millisecond());
-                let floor = start.unwrap_or(0);
-                let hi = now_millis();
-                let mut base_query = Vec::new();
-                if let (Some(filter), Some(start)) = (windowing.start_filter, start) {
-                    base_query.push((filter.to_owned(), state::format_millis(start - 1)));
-                }
-                if windowing.has_private_records {
-                    base_query.push((
-                        "includePrivate".to_owned(),
-                        self.config.include_private_calls.to_string(),
-                    ));
-                }
-                let expander = def.expansion.map(|expansion| {
-                    let mut query = Vec::new();
-                    for (param, on) in [
-                        ("includeAudio", self.config.call_details_include_audio),
-                        ("includeVideo", self.config.call_details_include_video),
-                    ] {
-                        if on {
-                            query.push((param.to_owned(), "true".to_owned()));
-                        }
-                    }
-                    Expander {
-                        expansion,
-                        finished_statuses: &self.config.call_details_statuses,
-                        query,
-                        budget: self.config.call_details_max_requests.map(u64::from),
-                    }
-                });
-                let reader = WindowedReader {
-                    client: self.client,
-                    def,
-                    windowing,
-                    base_query,
-                    page_size: self.config.page_size,
-                    expander,
-                };
                 match def.cursor {
                     Some(field) => {
-                        self.read_cursor(&reader, field, mode, floor, hi, &mut emitter)
+                        self.read_cursor(def, windowing, field, mode, start, &mut emitter)
                             .await?
                     }
                     None => {
+                        let reader = self.windowed_reader(def, windowing, start, None);
+                        let floor = start.unwrap_or(0);
                         reader
-                            .read(floor, hi, true, &mut emitter, |_, _| Ok(()))
+                            .read(
+                                floor,
+                                now_millis(),
+                                true,
+                                Vec::new(),
+                                &mut emitter,
+                                |_, _, _| Ok(()),
+                            )
                             .await?;
                         emitter.state(state::no_cursor_blob())?;
                     }
@@ -225,42 +200,210 @@ impl Reader<'_> {
         Ok(emitter.total())
     }
 
-    /// Reads a stream with a cursor. The checkpoint is the bound of the last completed window
-    /// (never below the input state, whose records were emitted by an earlier sync), and `hi`,
-    /// the sync's start, once everything below it was read.
+    /// A reader of `def`'s windows over records whose own time (the call's, where it is not
+    /// the windowed one) lies after `time_after` and before `time_before`.
+    fn windowed_reader(
+        &self,
+        def: &'static StreamDef,
+        windowing: Windowing,
+        time_after: Option<i64>,
+        time_before: Option<i64>,
+    ) -> WindowedReader<'_> {
+        let mut base_query = Vec::new();
+        let time_filters = [
+            (windowing.start_filter, time_after.map(|t| t - 1)),
+            (windowing.start_filter_lt, time_before),
+        ];
+        for (filter, bound) in time_filters {
+            if let (Some(filter), Some(bound)) = (filter, bound) {
+                base_query.push((filter.to_owned(), state::format_millis(bound)));
+            }
+        }
+        if windowing.has_private_records {
+            base_query.push((
+                "includePrivate".to_owned(),
+                self.config.include_private_calls.to_string(),
+            ));
+        }
+        let expander = def.expansion.map(|expansion| {
+            let mut query = Vec::new();
+            for (param, on) in [
+                ("includeAudio", self.config.call_details_include_audio),
+                ("includeVideo", self.config.call_details_include_video),
+            ] {
+                if on {
+                    query.push((param.to_owned(), "true".to_owned()));
+                }
+            }
+            Expander {
+                expansion,
+                finished_statuses: &self.config.call_details_statuses,
+                query,
+                budget: self.config.call_details_max_requests.map(u64::from),
+            }
+        });
+        WindowedReader {
+            client: self.client,
+            def,
+            windowing,
+            base_query,
+            page_size: self.config.page_size,
+            expander,
+        }
+    }
+
+    /// Reads a stream with a cursor up to `hi`, this machine's clock at the start less the
+    /// indexing margin. Each completed window checkpoints its bound (never below the input
+    /// state, whose records an earlier sync emitted), and `hi` once everything below it was
+    /// read; no checkpoint passes the API's own clock less the margin, so a call the API
+    /// indexes late is still ahead of the state.
     async fn read_cursor(
         &self,
-        reader: &WindowedReader<'_>,
+        def: &'static StreamDef,
+        windowing: Windowing,
         field: &str,
         mode: SyncMode,
-        floor: i64,
-        hi: i64,
+        start: Option<i64>,
         emitter: &mut StreamEmitter<'_>,
     ) -> Result<()> {
         let incremental = mode == SyncMode::Incremental;
         let prior = if incremental {
-            self.state.cursor(reader.def.name, field)?
+            CursorState::read(self.state, def.name, field)?
         } else {
-            None
+            CursorState::default()
         };
-        let lookback = if incremental && reader.def.lookback {
+        let built_with = self.built_with(def);
+        let margin = i64::from(self.config.indexing_margin_seconds) * 1_000;
+        let hi = now_millis() - margin;
+        tracing::info!(
+            "{}: reading records modified before {} (now less the indexing margin of {} s)",
+            def.name,
+            state::format_millis(hi),
+            self.config.indexing_margin_seconds
+        );
+        let lookback = if incremental && def.lookback {
             i64::from(self.config.lookback_window_days) * MILLIS_PER_DAY
         } else {
             0
         };
-        let lo = prior.map_or(floor, |cursor| (cursor - lookback).max(floor));
-        let mut checkpoint = prior;
-        let completion = reader
-            .read(lo, hi, !incremental, emitter, |e, bound| {
-                let claim = checkpoint.map_or(bound, |c| c.max(bound));
-                checkpoint = Some(claim);
-                e.state(state::cursor_blob(field, claim))
-            })
-            .await?;
-        if completion == Completion::Finished {
-            checkpoint = checkpoint.max(Some(hi));
+        let floor = start.unwrap_or(0);
+        let lo = prior
+            .cursor
+            .map_or(floor, |cursor| (cursor - lookback).max(floor));
+        if let Some(earlier) = &prior.built_with {
+            warn_about_statuses_gained(def, earlier, &built_with);
+            if prior.cursor.is_some() {
+                self.read_uncovered(def, windowing, earlier, &built_with, lo, emitter)
+                    .await?;
+            }
         }
-        emitter.state_if_changed(state::cursor_blob(field, checkpoint.unwrap_or(lo)))
+        let claimable = |bound: i64| {
+            let skew = self.client.server_skew_millis().unwrap_or(0);
+            bound.min(hi + skew.min(0))
+        };
+        let mut checkpoint = CursorState {
+            built_with: Some(built_with),
+            ..prior.clone()
+        };
+        let reader = self.windowed_reader(def, windowing, start, None);
+        let end = reader
+            .read(
+                lo,
+                hi,
+                !incremental,
+                prior.pending_details,
+                emitter,
+                |e, bound, unfetched| {
+                    checkpoint.cursor = checkpoint.cursor.max(Some(claimable(bound)));
+                    checkpoint.pending_details = unfetched.to_vec();
+                    e.state(checkpoint.blob(field))
+                },
+            )
+            .await?;
+        if end.completion == Completion::Finished {
+            checkpoint.cursor = checkpoint.cursor.max(Some(claimable(hi)));
+        }
+        checkpoint.pending_details = end.unfetched_details;
+        checkpoint.cursor = checkpoint.cursor.or(Some(lo));
+        emitter.state_if_changed(checkpoint.blob(field))
+    }
+
+    /// The settings a cursor stream's state is built with.
+    fn built_with(&self, def: &StreamDef) -> BuiltWith {
+        BuiltWith {
+            start_date: self
+                .config
+                .start()
+                .ok()
+                .flatten()
+                .map(|t| state::format_millis(t.as_millisecond())),
+            call_details_statuses: def
+                .expansion
+                .map(|_| self.config.call_details_statuses.clone()),
+        }
+    }
+
+    /// When `start_date` moved earlier since the state was built, reads what it uncovered:
+    /// calls modified before the state (`below`) whose call time lies in the newly opened
+    /// range. It checkpoints nothing: until it is done the state still says the old start, so
+    /// a sync stopped meanwhile reads the range again.
+    async fn read_uncovered(
+        &self,
+        def: &'static StreamDef,
+        windowing: Windowing,
+        earlier: &BuiltWith,
+        now: &BuiltWith,
+        below: i64,
+        emitter: &mut StreamEmitter<'_>,
+    ) -> Result<()> {
+        let (from, to) = (now.start_millis(), earlier.start_millis());
+        if from >= to {
+            return Ok(());
+        }
+        tracing::info!(
+            "{}: start_date moved from {} to {}: reading the calls of that range modified before the \
+             last checkpoint",
+            def.name,
+            state::format_millis(to),
+            state::format_millis(from)
+        );
+        let reader = self.windowed_reader(def, windowing, (from > 0).then_some(from), Some(to));
+        let end = reader
+            .read(0, below, false, Vec::new(), emitter, |_, _, _| Ok(()))
+            .await?;
+        if end.completion == Completion::BudgetSpent || !end.unfetched_details.is_empty() {
+            return Err(Error::config(format!(
+                "the {} range uncovered by moving start_date earlier could not be read in one sync \
+                 within call_details_max_requests; raise it for one sync, or reset the stream",
+                def.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Warns when `call-details` now fetches statuses that the syncs behind the state did not:
+/// calls that reached those statuses before the checkpoint are not fetched again unasked, since
+/// each costs a request of the weekly quota.
+fn warn_about_statuses_gained(def: &StreamDef, earlier: &BuiltWith, now: &BuiltWith) {
+    let (Some(before), Some(after)) = (&earlier.call_details_statuses, &now.call_details_statuses)
+    else {
+        return;
+    };
+    let gained: Vec<&str> = after
+        .iter()
+        .filter(|status| !before.contains(status))
+        .map(String::as_str)
+        .collect();
+    if !gained.is_empty() {
+        tracing::warn!(
+            "{}: call_details_statuses now includes {}, which the earlier syncs did not fetch details for. \
+             Calls that reached it before the last checkpoint are not fetched unless you reset the {} \
+             stream (a reset fetches every call's details again, one request each).",
+            def.name,
+            gained.join(", "),
+            def.name
+        );
     }
 }
 

@@ -40,8 +40,10 @@ pub fn parse<'a>(body: &'a [u8], records_keys: &[&str], path: &str) -> Result<Pa
                 records_keys.join("\" or \"")
             ))
         })?;
-    let records: Vec<&'a RawValue> = serde_json::from_str(raw.get())
-        .map_err(|e| invalid(format!("\"{key}\" is not an array ({e})")))?;
+    // An empty result may come as `null` (the API's fixtures show `null` for empty arrays).
+    let records: Vec<&'a RawValue> = serde_json::from_str::<Option<_>>(raw.get())
+        .map_err(|e| invalid(format!("\"{key}\" is not an array ({e})")))?
+        .unwrap_or_default();
     let pagination = match top.get("pagination") {
         None => None,
         Some(raw) if raw.get() == "null" => None,
@@ -82,31 +84,49 @@ fn invalid(path: &str, detail: String) -> Error {
 
 /// A record's primary key, or an error naming the key and the endpoint it came from.
 pub fn record_key(record: &RawValue, key: &str, path: &str) -> Result<String> {
-    field_text(record, key).map_err(|detail| Error::InvalidResponse {
-        path: path.to_owned(),
-        detail,
-    })
+    record_fields(record, key, None, path).map(|(key, _)| key)
+}
+
+/// A record's primary key and, when asked for, the text of one more field (absent or null:
+/// `None`), read in one pass over the record.
+pub fn record_fields(
+    record: &RawValue,
+    key: &str,
+    other: Option<&str>,
+    path: &str,
+) -> Result<(String, Option<String>)> {
+    let (found, other) = fields_text(record, key, other).map_err(|detail| invalid(path, detail))?;
+    let key = found.ok_or_else(|| invalid(path, format!("a record has no \"{key}\"")))?;
+    Ok((key, other))
 }
 
 /// The value of `key` in a record, which must be a JSON object with that key as a string or
 /// a number. Other fields are skipped without being parsed into values.
 pub fn field_text(record: &RawValue, key: &str) -> std::result::Result<String, String> {
+    fields_text(record, key, None)?
+        .0
+        .ok_or_else(|| format!("a record has no \"{key}\""))
+}
+
+/// The text of `key` and of `other` in a record, each `None` when absent or null.
+fn fields_text(
+    record: &RawValue,
+    key: &str,
+    other: Option<&str>,
+) -> std::result::Result<(Option<String>, Option<String>), String> {
     let mut de = serde_json::Deserializer::from_str(record.get());
-    match (KeySeed { key }).deserialize(&mut de) {
-        Ok(Some(value)) => Ok(value),
-        Ok(None) => Err(format!("a record has no \"{key}\"")),
-        Err(e) => Err(format!(
-            "a record is not a JSON object with a string \"{key}\" ({e})"
-        )),
-    }
+    (FieldsSeed { key, other })
+        .deserialize(&mut de)
+        .map_err(|e| format!("a record is not a JSON object with a string \"{key}\" ({e})"))
 }
 
-struct KeySeed<'k> {
+struct FieldsSeed<'k> {
     key: &'k str,
+    other: Option<&'k str>,
 }
 
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Option<String>;
+impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
+    type Value = (Option<String>, Option<String>);
 
     fn deserialize<D: Deserializer<'de>>(
         self,
@@ -116,8 +136,8 @@ impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Option<String>;
+impl<'de> Visitor<'de> for FieldsSeed<'_> {
+    type Value = (Option<String>, Option<String>);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
@@ -127,19 +147,22 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
         self,
         mut map: A,
     ) -> std::result::Result<Self::Value, A::Error> {
-        let mut found = None;
+        let (mut key, mut other) = (None, None);
         while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-            if name == self.key && found.is_none() {
-                found = match map.next_value::<KeyValue>()? {
-                    KeyValue::Text(s) => Some(s),
-                    KeyValue::Number(n) => Some(n.to_string()),
-                    KeyValue::Null => None,
-                };
+            let slot = if name == self.key {
+                &mut key
+            } else if Some(name.as_ref()) == self.other {
+                &mut other
             } else {
                 map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let value = map.next_value::<KeyValue>()?;
+            if slot.is_none() {
+                *slot = value.into_text();
             }
         }
-        Ok(found)
+        Ok((key, other))
     }
 }
 
@@ -149,6 +172,16 @@ enum KeyValue {
     Text(String),
     Number(serde_json::Number),
     Null,
+}
+
+impl KeyValue {
+    fn into_text(self) -> Option<String> {
+        match self {
+            KeyValue::Text(s) => Some(s),
+            KeyValue::Number(n) => Some(n.to_string()),
+            KeyValue::Null => None,
+        }
+    }
 }
 
 #[cfg(test)]

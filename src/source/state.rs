@@ -1,13 +1,17 @@
 //! The source's state: reading what the platform hands back (`--state`), and the blobs this
-//! source checkpoints.
+//! source checkpoints. This is the one place the state schema is decided; `docs/source.md`
+//! writes it down.
 //!
-//! The calls cursor is `{"last_modified_time": "<instant>"}`: everything modified before that
-//! instant has been emitted. It is always a window bound, never a record's value, so it can
-//! never claim a record that was not read.
+//! - Streams without a cursor checkpoint `{"__ab_no_cursor_state_message": true}`.
+//! - `calls` and `call-details` checkpoint a [`CursorState`]:
+//!   `{"last_modified_time": "<instant>", "config": {...}, "pending_details": [...]}`.
+//!   The cursor means "every call modified before this instant was emitted". It is always a
+//!   window bound, never a record's value, so it can never claim a record that was not read.
 
 use std::collections::HashMap;
 
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
@@ -17,9 +21,83 @@ pub fn no_cursor_blob() -> Value {
     json!({"__ab_no_cursor_state_message": true})
 }
 
-/// The calls cursor blob for an instant given in epoch milliseconds.
-pub fn cursor_blob(cursor_field: &str, millis: i64) -> Value {
-    json!({ cursor_field: format_millis(millis) })
+/// The state of a stream with a cursor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CursorState {
+    /// Epoch milliseconds: every record modified before this instant was emitted.
+    pub cursor: Option<i64>,
+    /// The settings the state was built with, so that a later change of them can be acted
+    /// on. States written before this was recorded carry none.
+    pub built_with: Option<BuiltWith>,
+    /// `call-details`: calls whose details could not be fetched (Clari kept answering 502),
+    /// tried again on every sync until they are.
+    pub pending_details: Vec<String>,
+}
+
+/// The settings that decide which records a cursor stream's state covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuiltWith {
+    /// `start_date` in the API's format, or null for the whole history.
+    pub start_date: Option<String>,
+    /// `call-details` only: the statuses whose details were fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_details_statuses: Option<Vec<String>>,
+}
+
+impl BuiltWith {
+    /// `start_date` in epoch milliseconds (0 for none: the whole history).
+    pub fn start_millis(&self) -> i64 {
+        self.start_date
+            .as_deref()
+            .and_then(parse_instant)
+            .unwrap_or(0)
+    }
+}
+
+impl CursorState {
+    /// The state of `stream` in `input`, whose cursor is under `field`.
+    pub fn read(input: &InputState, stream: &str, field: &str) -> Result<Self> {
+        let cursor = input.cursor(stream, field)?;
+        let blob = input.blobs.get(stream);
+        let built_with = match blob.and_then(|b| b.get("config")) {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(serde_json::from_value(value.clone()).map_err(|e| {
+                Error::input(
+                    "state",
+                    format!("the {stream} state's \"config\" = {value} is not one this source wrote ({e})"),
+                )
+            })?),
+        };
+        let pending_details = match blob.and_then(|b| b.get("pending_details")) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
+                Error::input(
+                    "state",
+                    format!("the {stream} state's \"pending_details\" = {value} is not a list of call ids ({e})"),
+                )
+            })?,
+        };
+        Ok(Self {
+            cursor,
+            built_with,
+            pending_details,
+        })
+    }
+
+    /// The blob to checkpoint, with the cursor under `field`.
+    pub fn blob(&self, field: &str) -> Value {
+        let mut blob = Map::new();
+        if let Some(cursor) = self.cursor {
+            blob.insert(field.to_owned(), Value::String(format_millis(cursor)));
+        }
+        if let Some(built_with) = &self.built_with {
+            blob.insert("config".to_owned(), json!(built_with));
+        }
+        if !self.pending_details.is_empty() {
+            blob.insert("pending_details".to_owned(), json!(self.pending_details));
+        }
+        Value::Object(blob)
+    }
 }
 
 /// `2025-06-11T14:53:06.310Z`: the API's own format, with milliseconds.
@@ -199,11 +277,49 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_state_round_trips_with_its_config_and_owed_details() {
+        let state = CursorState {
+            cursor: Some(parse_instant("2025-06-11T14:53:06.310Z").unwrap()),
+            built_with: Some(BuiltWith {
+                start_date: Some("2024-01-01T00:00:00.000Z".to_owned()),
+                call_details_statuses: Some(vec!["POST_PROCESSING_DONE".to_owned()]),
+            }),
+            pending_details: vec!["c1".to_owned()],
+        };
+        let blob = state.blob("last_modified_time");
+        assert_eq!(
+            blob,
+            json!({"last_modified_time": "2025-06-11T14:53:06.310Z",
+                "config": {"start_date": "2024-01-01T00:00:00.000Z", "call_details_statuses": ["POST_PROCESSING_DONE"]},
+                "pending_details": ["c1"]})
+        );
+        let input = InputState::from_value(&json!({ "call-details": blob })).unwrap();
+        assert_eq!(
+            CursorState::read(&input, "call-details", "last_modified_time").unwrap(),
+            state
+        );
+        let old = InputState::from_value(
+            &json!({"calls": {"last_modified_time": "2025-06-11T14:53:06.310Z"}}),
+        )
+        .unwrap();
+        let read = CursorState::read(&old, "calls", "last_modified_time").unwrap();
+        assert_eq!(
+            (read.built_with, read.pending_details.len()),
+            (None, 0),
+            "a state written before the config was recorded"
+        );
+    }
+
+    #[test]
     fn cursors_round_trip_in_the_api_format() {
         let millis = parse_instant("2025-06-11T14:53:06.31Z").unwrap();
         assert_eq!(format_millis(millis), "2025-06-11T14:53:06.310Z");
+        let state = CursorState {
+            cursor: Some(0),
+            ..CursorState::default()
+        };
         assert_eq!(
-            cursor_blob("last_modified_time", 0),
+            state.blob("last_modified_time"),
             json!({"last_modified_time": "1970-01-01T00:00:00.000Z"})
         );
     }

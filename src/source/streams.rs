@@ -26,6 +26,12 @@ pub struct Windowing {
     pub optional_pagination: bool,
     /// Filter that bounds the records' own time by `start_date`, when it is not the windowed one.
     pub start_filter: Option<&'static str>,
+    /// Upper-bound filter of that time, to read only a range of it (what an earlier
+    /// `start_date` left out).
+    pub start_filter_lt: Option<&'static str>,
+    /// The record field holding the windowed time, where records carry it: where to cut a
+    /// window so that each part fits in one request.
+    pub window_field: Option<&'static str>,
     /// Whether private records are hidden unless `includePrivate=true` is sent.
     pub has_private_records: bool,
     /// Windows reporting more records than this are split. The `skip` cap sets the ceiling;
@@ -88,6 +94,8 @@ const CALL_WINDOWS: Windowing = Windowing {
     stable_order: Some(("sortTime", "asc")),
     optional_pagination: true,
     start_filter: Some("filterTimeGt"),
+    start_filter_lt: Some("filterTimeLt"),
+    window_field: Some("last_modified_time"),
     has_private_records: true,
     split_above: SKIP_CAP,
 };
@@ -159,6 +167,9 @@ pub const STREAMS: [StreamDef; 6] = [
             stable_order: None,
             optional_pagination: false,
             start_filter: None,
+            start_filter_lt: None,
+            // A scorecard does not carry the call time it is filtered by.
+            window_field: None,
             has_private_records: false,
             split_above: SKIP_CAP,
         }),

@@ -1,43 +1,55 @@
-//! Complete reads of `skip`/`limit` endpoints despite the API's `skip` cap of 10,000.
+//! Complete reads of `skip`/`limit` endpoints, despite the API's `skip` cap of 10,000 and
+//! despite data that changes while it is read.
 //!
 //! The time range is cut into half-open windows `[a, b)`, asked for as `Gt = a − 1 ms` and
 //! `Lt = b`, so every record lands in at least one window whatever the API's boundary
-//! semantics. A window whose first page reports more records (`matched`) than `skip` can
-//! reach is cut into adjacent parts, recursively and in order, so the windows complete left to
-//! right and the caller can checkpoint each window's upper bound. The parts' first pages are
-//! fetched together, so homing in on the dense months of a long history costs one round trip
-//! per level.
+//! semantics. Windows complete left to right, so the caller can checkpoint each window's upper
+//! bound.
 //!
-//! Inside a window the remaining page offsets are known from the first page and fetched
-//! concurrently under the shared rate limiter, through one ordered pipeline ([`Pages`]) that
-//! already holds the next window's requests while the current window's last pages are on the
-//! wire, so the rate limit is not left unused for a round trip at every window boundary.
+//! How a window is judged complete, which is the whole of this module's promise:
+//! - **One request** that holds every record of its window (a short page, or a full one whose
+//!   pagination says there is nothing more) is a consistent snapshot: complete.
+//! - **Paged** windows are complete when `matched` held still from the first page to the last
+//!   and the distinct keys read reach it (or what `hasMore` led to, when that reads further).
+//!   Otherwise a call left the window while it was paged (a status change moves it past the
+//!   sync's upper bound) or the API's order shifted between requests, so pages skipped records.
+//!   Such a window is **cut into parts** small enough for one request each, at the positions
+//!   (`last_modified_time`s) of the records already read, and the parts are read instead; a
+//!   part that still overflows is cut again. Calls only ever leave a closed window during a
+//!   sync, so the parts converge; the calls that left are read by the open tail (full refresh)
+//!   or by the next sync.
+//! - Once something moved, [`Churn`] sizes the remaining windows so that paging them is
+//!   unlikely to be disturbed, cutting them before they are read.
+//! - A window too large for `skip` to reach its end is cut into [`FANOUT`] parts.
+//! - The **open tail** of a full refresh (`[hi, now]`) only gains records while it is read
+//!   (offsets shift right: duplicates, never gaps): it is read once and not chased.
+//! - A single millisecond cannot be cut: it is read again, keys of passes that saw the same
+//!   `matched` counting together, and reported honestly if it never settles.
 //!
-//! A window is complete only when the distinct keys of one pass reach `matched` and `matched`
-//! did not move while paging; otherwise a record moved out (its status changed) and shifted
-//! the offsets, and the window is read again.
-//! Records are emitted as they arrive; a re-read emits only keys not seen before.
+//! Records are emitted as they arrive, each key once per window and the parts cut from it;
+//! only the checkpoints wait for complete windows. Requests go through one [`Pipeline`] that
+//! keeps the rate limit busy across window boundaries.
 
 use std::collections::{HashSet, VecDeque};
 
-use futures_util::future::{self, BoxFuture};
-use futures_util::stream::{self, FuturesOrdered, StreamExt};
+use futures_util::FutureExt;
+use futures_util::stream::{self, StreamExt};
 use reqwest::Method;
 use serde_json::value::RawValue;
 
+use super::churn::{CUT_FILL, Churn, blind_part_target};
 use super::emitter::StreamEmitter;
 use super::page::{self, Pagination};
-use super::state::format_millis;
+use super::pipeline::{CONCURRENCY, Fetched, Pipeline, Tag};
+use super::state::{format_millis, parse_instant};
 use super::streams::{Expansion, SKIP_CAP, StreamDef, Windowing};
 use crate::client::{Client, Request};
 use crate::error::{Error, Result};
 use crate::protocol::now_millis;
 
-/// Passes over one window before its instability is reported.
+/// Reads of a window that cannot be cut (one millisecond) before it is reported unstable.
 const MAX_PASSES: u32 = 4;
-/// Page requests in flight inside one window.
-const CONCURRENCY: usize = 4;
-/// Parts a window too large to page is cut into. Their first pages are fetched together, so
+/// Parts a window too large to page is cut into. Their first pages are requested together, so
 /// finding the dense part of a long range costs one round trip per level, not one per part.
 const FANOUT: i64 = 8;
 /// Detail requests in flight (they are small and the rate limiter paces them).
@@ -51,8 +63,9 @@ pub struct Window {
 }
 
 impl Window {
-    /// Up to `parts` adjacent windows covering this one, or `None` for a single millisecond.
-    /// An open tail is cut in two: closed at the current instant, and a new open tail after it.
+    /// Up to `parts` adjacent windows of equal width covering this one, or `None` for a single
+    /// millisecond. An open tail is cut in two: closed at the current instant, and a new open
+    /// tail after it.
     fn split_into(self, parts: i64) -> Option<Vec<Window>> {
         let Some(hi) = self.hi else {
             let now = now_millis();
@@ -70,7 +83,7 @@ impl Window {
         if width < 2 {
             return None;
         }
-        let parts = parts.min(width);
+        let parts = parts.clamp(2, width);
         let bound =
             |i: i64| self.lo + (i128::from(width) * i128::from(i) / i128::from(parts)) as i64;
         Some(
@@ -81,6 +94,41 @@ impl Window {
                 })
                 .collect(),
         )
+    }
+
+    /// Adjacent windows covering this closed one, cut so that each holds at most `per_part` of
+    /// the records whose window times are `positions`, where they allow: a millisecond holding
+    /// more than that gets a part of its own. `None` when they give no cut inside the window.
+    fn cut_at(self, positions: &mut [i64], per_part: usize) -> Option<Vec<Window>> {
+        let hi = self.hi?;
+        positions.sort_unstable();
+        let mut bounds = vec![self.lo];
+        let mut count = 0;
+        for group in positions.chunk_by(|a, b| a == b) {
+            let at = group[0];
+            if at < self.lo || at >= hi {
+                continue;
+            }
+            if count + group.len() > per_part && at > bounds[bounds.len() - 1] {
+                bounds.push(at);
+                count = 0;
+            }
+            count += group.len();
+            if count > per_part && at + 1 < hi {
+                bounds.push(at + 1);
+                count = 0;
+            }
+        }
+        bounds.push(hi);
+        (bounds.len() > 2).then(|| {
+            bounds
+                .windows(2)
+                .map(|pair| Window {
+                    lo: pair[0],
+                    hi: Some(pair[1]),
+                })
+                .collect()
+        })
     }
 
     fn splittable(&self) -> bool {
@@ -95,12 +143,6 @@ impl Window {
     }
 }
 
-/// The bodies of a span of records, and the page size that worked for it.
-type Fetched = (Vec<bytes::Bytes>, u32);
-
-/// A window still to read, with its first page when that was fetched already.
-type Pending = (Window, Option<Fetched>);
-
 /// One listing request: `len` records of `window` from `skip`.
 #[derive(Debug, Clone, Copy)]
 struct Span {
@@ -111,89 +153,44 @@ struct Span {
     pagination: bool,
 }
 
-/// How a window is paged, judged from its first page.
-enum Plan {
-    /// `matched` records, fetched by these requests after the first page.
-    Pages(u64, Vec<Span>),
-    /// Too many records for one window: split it.
-    TooLarge(u64),
+/// A window waiting to be read.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    window: Window,
+    /// Tags this window's requests in the pipeline.
+    id: u64,
+    /// Cut from the window read just before it: the keys that read emitted are not emitted again.
+    inherits: bool,
+}
+
+/// What a window's first page says to do next.
+enum FirstPage {
+    /// It holds the whole window.
+    Snapshot,
+    /// Read these parts instead: the window is too large for `skip`, or for this sync's churn.
+    Cut(Vec<Window>),
     /// No pagination object: page until a short page.
     Unpaginated,
+    /// Page it: `matched` records, fetched by these requests after the first page.
+    Page(u64, Vec<Span>),
 }
 
-/// The listing requests of the windows being read, sent in order under the shared limiter
-/// with at most [`CONCURRENCY`] in flight, and answered in the order they were queued.
-///
-/// A window's requests are queued before it is reached (see [`Pages::look_ahead`]) only while
-/// nothing else can come first; anything unexpected (a re-read, a split, a budget cut) discards
-/// that work instead of reordering it, so a window always consumes exactly its own answers.
-struct Pages<'r> {
-    queue: VecDeque<Span>,
-    in_flight: FuturesOrdered<BoxFuture<'r, Result<Fetched>>>,
-    /// The window whose requests were queued ahead of it, if any.
-    ahead: Option<Window>,
+/// What one read of a window came to.
+enum Pass {
+    Done(Outcome),
+    /// The window changed while it was read and cannot be cut: its last `matched`, and the
+    /// keys read, to count with the next read's.
+    Unsettled(u64, HashSet<String>),
 }
 
-impl<'r> Pages<'r> {
-    fn new() -> Self {
-        Self {
-            queue: VecDeque::new(),
-            in_flight: FuturesOrdered::new(),
-            ahead: None,
-        }
-    }
-
-    /// Whether `window`'s requests were queued ahead of it. If not, whatever is queued belongs
-    /// to another window and is dropped.
-    fn reach(&mut self, window: Window) -> bool {
-        let queued = self.ahead.take() == Some(window);
-        if !queued {
-            self.clear();
-        }
-        queued
-    }
-
-    fn clear(&mut self) {
-        self.queue.clear();
-        self.in_flight = FuturesOrdered::new();
-        self.ahead = None;
-    }
-
-    /// Queues the requests of the window after the current one: its first page, or, when that
-    /// is known and the window can be paged, its remaining pages. Anything else (a malformed
-    /// first page included) is left for when that window is read.
-    fn look_ahead(&mut self, reader: &WindowedReader<'_>, next: &Pending) {
-        match next {
-            (window, None) => self.queue.push_back(reader.first_span(*window)),
-            (window, Some((bodies, limit))) => {
-                let Ok(first) = reader.parse(bodies) else {
-                    return;
-                };
-                let Plan::Pages(_, spans) = reader.plan(*window, &first, *limit) else {
-                    return;
-                };
-                self.queue.extend(spans);
-            }
-        }
-        self.ahead = Some(next.0);
-    }
-
-    /// The answer to the oldest request, once it arrives; `None` when nothing is queued.
-    async fn next(&mut self, reader: &'r WindowedReader<'_>) -> Option<Result<Fetched>> {
-        while self.in_flight.len() < CONCURRENCY
-            && let Some(span) = self.queue.pop_front()
-        {
-            self.in_flight.push_back(Box::pin(reader.fetch_span(span)));
-        }
-        self.in_flight.next().await
-    }
-}
-
-/// What one pass over a window found.
+/// What reading a window led to.
 enum Outcome {
-    /// Too many records for one window: split it.
-    TooLarge(u64),
-    Complete,
+    Complete(WindowKeys),
+    /// Read these windows instead, in order.
+    Cut {
+        parts: Vec<Window>,
+        inherits: bool,
+    },
 }
 
 /// How a read ended.
@@ -205,15 +202,56 @@ pub enum Completion {
     BudgetSpent,
 }
 
-/// What the reader tracks while it reads one window.
+/// What one read of one window found.
 #[derive(Default)]
 struct WindowKeys {
-    /// Keys already emitted (or queued for details) from this window, across passes.
-    seen: HashSet<String>,
-    /// Distinct keys of the current pass, to prove the pass complete.
-    pass: HashSet<String>,
-    /// Keys whose details are to be fetched once the window is complete.
-    queue: Vec<String>,
+    /// Distinct keys read.
+    ids: HashSet<String>,
+    /// Window times of the records read, where the stream declares its window field: where
+    /// to cut the window if it must be read again.
+    positions: Vec<i64>,
+    /// For an expanded stream: the keys in a finished status, with their listing records.
+    finished: Vec<(String, Option<Box<RawValue>>)>,
+}
+
+/// Keys already handled in the window being read and the parts cut from it.
+#[derive(Default)]
+struct Family {
+    emitted: HashSet<String>,
+    expanded: HashSet<String>,
+}
+
+/// The state of one [`WindowedReader::read`].
+struct Run {
+    pending: VecDeque<Pending>,
+    next_id: u64,
+    churn: Churn,
+    family: Family,
+    /// Whether the stream's size was estimated (from the first window's `matched`).
+    estimated: bool,
+    details_spent: u64,
+    /// Calls whose details could not be fetched, to try again on a later sync.
+    unfetched: Vec<String>,
+}
+
+impl Run {
+    fn push_front(&mut self, windows: Vec<Window>, inherits: bool) {
+        for window in windows.into_iter().rev() {
+            self.next_id += 1;
+            self.pending.push_front(Pending {
+                window,
+                id: self.next_id,
+                inherits,
+            });
+        }
+    }
+}
+
+/// How a read ended, and the calls whose details are owed.
+#[derive(Debug)]
+pub struct ReadEnd {
+    pub completion: Completion,
+    pub unfetched_details: Vec<String>,
 }
 
 /// Fetching a detailed record for each listed record in a finished status.
@@ -236,269 +274,484 @@ pub struct WindowedReader<'a> {
     pub expander: Option<Expander<'a>>,
 }
 
+/// How to page a window after its first page: `matched` records, `limit` at a time, by
+/// `spans`, and what the first page held (its records and its pagination).
+struct Rest {
+    matched: u64,
+    spans: Vec<Span>,
+    limit: u32,
+    first_page: (u64, Option<Pagination>),
+}
+
+/// What paging a window after its first page found.
+struct Paged {
+    first_matched: u64,
+    /// `matched` on the last page that carried it.
+    last_matched: u64,
+    /// Whether every page that carried `matched` agreed with the first.
+    stable: bool,
+    /// Records the window holds as far as the pages tell: `matched`, or more where `hasMore`
+    /// read further.
+    expected: u64,
+    requests: u64,
+}
+
 impl WindowedReader<'_> {
     /// Reads `[lo, hi)` window by window, then `[hi, now]` when `open_tail` is set, calling
-    /// `on_complete` with the upper bound of each completed closed window, in order.
+    /// `on_complete` with the upper bound of each completed closed window, in order, and the
+    /// calls whose details are owed so far. `owed_details` are calls whose details an earlier
+    /// sync could not fetch: they are tried first.
     pub async fn read(
         &self,
         lo: i64,
         hi: i64,
         open_tail: bool,
+        owed_details: Vec<String>,
         emitter: &mut StreamEmitter<'_>,
-        mut on_complete: impl FnMut(&mut StreamEmitter<'_>, i64) -> Result<()>,
-    ) -> Result<Completion> {
-        let mut pending: VecDeque<Pending> = VecDeque::new();
+        mut on_complete: impl FnMut(&mut StreamEmitter<'_>, i64, &[String]) -> Result<()>,
+    ) -> Result<ReadEnd> {
+        let mut run = Run {
+            pending: VecDeque::new(),
+            next_id: 0,
+            churn: Churn::default(),
+            family: Family::default(),
+            estimated: false,
+            details_spent: 0,
+            unfetched: Vec::new(),
+        };
+        let mut windows = Vec::new();
         if lo < hi {
-            pending.push_back((Window { lo, hi: Some(hi) }, None));
+            windows.push(Window { lo, hi: Some(hi) });
         }
         if open_tail {
-            pending.push_back((
-                Window {
-                    lo: lo.max(hi),
-                    hi: None,
-                },
-                None,
-            ));
+            windows.push(Window {
+                lo: lo.max(hi),
+                hi: None,
+            });
         }
-        let mut estimated = false;
-        let mut details_spent = 0u64;
-        let mut pages = Pages::new();
-        while let Some(current) = pending.pop_front() {
-            let window = current.0;
-            let mut keys = WindowKeys::default();
-            let outcome = self
-                .read_window(
-                    current,
-                    pending.front(),
-                    &mut pages,
-                    emitter,
-                    !estimated,
-                    &mut keys,
-                )
-                .await?;
-            estimated = true;
-            match outcome {
-                Outcome::TooLarge(matched) => {
-                    let Some(parts) = window.split_into(FANOUT) else {
-                        return Err(Error::SkipCap(format!(
-                            "The {} window {} holds {matched} records within one millisecond, more than the API's \
-                             skip limit of {SKIP_CAP} can page through. Please report this to the connector's maintainers.",
-                            self.def.name,
-                            window.describe()
-                        )));
-                    };
-                    tracing::debug!(
-                        "{}: splitting {} ({matched} records)",
-                        self.def.name,
-                        window.describe()
-                    );
-                    let first_pages = future::try_join_all(
-                        parts
-                            .iter()
-                            .map(|part| self.fetch_span(self.first_span(*part))),
-                    )
-                    .await?;
-                    for (part, first_page) in parts.into_iter().zip(first_pages).rev() {
-                        pending.push_front((part, Some(first_page)));
-                    }
-                }
-                Outcome::Complete => {
+        run.push_front(windows, false);
+        if let Some(expander) = &self.expander
+            && !owed_details.is_empty()
+        {
+            let owed: Vec<_> = owed_details.into_iter().map(|id| (id, None)).collect();
+            if !self
+                .expand_within_budget(expander, &owed, &mut run, emitter)
+                .await?
+            {
+                run.unfetched.extend(owed.into_iter().map(|(id, _)| id));
+                return Ok(run.end(Completion::BudgetSpent));
+            }
+        }
+        let mut pipeline = Pipeline::new();
+        while let Some(current) = run.pending.pop_front() {
+            if !current.inherits {
+                run.family = Family::default();
+            }
+            match self
+                .read_window(current, &mut run, &mut pipeline, emitter)
+                .await?
+            {
+                Outcome::Cut { parts, inherits } => run.push_front(parts, inherits),
+                Outcome::Complete(keys) => {
                     if let Some(expander) = &self.expander {
-                        let wanted = keys.queue.len() as u64;
-                        if expander
-                            .budget
-                            .is_some_and(|cap| details_spent + wanted > cap)
+                        let wanted: Vec<_> = keys
+                            .finished
+                            .into_iter()
+                            .filter(|(key, _)| !run.family.expanded.contains(key))
+                            .collect();
+                        if !self
+                            .expand_within_budget(expander, &wanted, &mut run, emitter)
+                            .await?
                         {
                             // A window too big for what is left of the budget is narrowed until
                             // its details fit, so the budget is used up before the sync stops.
-                            if expander.budget.is_some_and(|cap| details_spent < cap)
-                                && wanted > 1
-                                && let Some(halves) = window.split_into(2)
+                            if let Some(halves) = current.window.split_into(2)
+                                && wanted.len() > 1
+                                && expander.budget.is_some_and(|cap| run.details_spent < cap)
                             {
-                                for half in halves.into_iter().rev() {
-                                    pending.push_front((half, None));
-                                }
+                                run.push_front(halves, true);
                                 continue;
                             }
                             tracing::warn!(
-                                "{}: the budget of detail requests is spent ({details_spent} sent); \
+                                "{}: the budget of detail requests is spent ({} sent); \
                                  the next sync carries on from the last checkpoint",
-                                self.def.name
+                                self.def.name,
+                                run.details_spent
                             );
-                            return Ok(Completion::BudgetSpent);
+                            return Ok(run.end(Completion::BudgetSpent));
                         }
-                        details_spent += self.expand(expander, &keys.queue, emitter).await?;
                     }
-                    if let Some(hi) = window.hi {
-                        on_complete(emitter, hi)?;
+                    if let Some(hi) = current.window.hi {
+                        on_complete(emitter, hi, &run.unfetched)?;
                     }
                 }
             }
         }
-        Ok(Completion::Finished)
+        Ok(run.end(Completion::Finished))
     }
 
-    /// Fetches the detailed record of each key, concurrently, and emits them. A 404 means the
-    /// record was deleted since it was listed: logged and skipped. Returns the requests sent.
-    async fn expand(
-        &self,
-        expander: &Expander<'_>,
-        keys: &[String],
-        emitter: &mut StreamEmitter<'_>,
-    ) -> Result<u64> {
-        let expansion = expander.expansion;
-        let mut fetches = stream::iter(keys)
-            .map(|key| {
-                let mut query = expander.query.clone();
-                query.push((expansion.id_param.to_owned(), key.clone()));
-                async move {
-                    (
-                        key,
-                        self.client
-                            .execute(Request::get(expansion.path, query))
-                            .await,
-                    )
-                }
-            })
-            .buffered(DETAIL_CONCURRENCY);
-        let mut sent = 0;
-        while let Some((key, response)) = fetches.next().await {
-            let response = response?;
-            sent += 1;
-            match response.status {
-                200..=299 => {
-                    let record =
-                        page::parse_object(&response.body, expansion.record_key, expansion.path)?;
-                    emitter.record(record, now_millis())?;
-                }
-                404 => tracing::info!(
-                    "{}: {key} was deleted before its details were fetched; skipped",
-                    self.def.name
-                ),
-                _ => return Err(response.error(&Method::GET, expansion.path, 1)),
-            }
-        }
-        Ok(sent)
-    }
-
-    /// Reads one window, pass after pass until one is complete. `next` is the window that
-    /// follows, whose requests are queued behind this one's when nothing can come between.
+    /// Reads one window: its first page, then, as that page shows, nothing more, its other
+    /// pages, or a cut into parts. A window that cannot be cut is read again, the keys of reads
+    /// that saw the same `matched` counting together.
     async fn read_window<'r>(
         &'r self,
-        (window, mut first_page): Pending,
-        next: Option<&Pending>,
-        pages: &mut Pages<'r>,
+        current: Pending,
+        run: &mut Run,
+        pipeline: &mut Pipeline<'r, Span>,
         emitter: &mut StreamEmitter<'_>,
-        estimate: bool,
-        keys: &mut WindowKeys,
     ) -> Result<Outcome> {
-        // What a look-ahead queued: the first page when there was none, else the other pages.
-        let queued = pages.reach(window);
-        let mut first_queued = queued && first_page.is_none();
-        let mut rest_queued = queued && first_page.is_some();
+        let mut earlier: Option<(u64, HashSet<String>)> = None;
         for pass in 1..=MAX_PASSES {
-            let (first, limit) = match first_page.take() {
-                Some(fetched) => fetched,
-                None => {
-                    if !std::mem::take(&mut first_queued) {
-                        pages.queue.push_back(self.first_span(window));
+            match self
+                .read_pass(current, pass, earlier.as_ref(), run, pipeline, emitter)
+                .await?
+            {
+                Pass::Done(outcome) => return Ok(outcome),
+                Pass::Unsettled(matched, mut ids) => {
+                    if let Some((m, older)) = earlier.take()
+                        && m == matched
+                    {
+                        ids.extend(older);
                     }
-                    // The pipeline holds nothing else, so its next answer is this first page.
-                    match pages.next(self).await {
-                        Some(fetched) => fetched?,
-                        None => self.fetch_span(self.first_span(window)).await?,
-                    }
+                    earlier = Some((matched, ids));
                 }
-            };
-            let first_page = self.parse(&first)?;
-            let plan = self.plan(window, &first_page, limit);
+            }
+        }
+        Err(Error::Unstable(format!(
+            "The {} window {} (one millisecond) changed on each of {MAX_PASSES} reads, so it could not \
+             be read completely. No checkpoint was made past it: the next sync reads it again. If this \
+             repeats, lower `page_size` so the window fits in one request.",
+            self.def.name,
+            current.window.describe()
+        )))
+    }
+
+    /// One read of a window. `earlier` holds the keys of earlier reads that saw one `matched`.
+    async fn read_pass<'r>(
+        &'r self,
+        current: Pending,
+        pass: u32,
+        earlier: Option<&(u64, HashSet<String>)>,
+        run: &mut Run,
+        pipeline: &mut Pipeline<'r, Span>,
+        emitter: &mut StreamEmitter<'_>,
+    ) -> Result<Pass> {
+        let window = current.window;
+        let tag = Tag {
+            pass,
+            ..first_tag(current.id)
+        };
+        pipeline.push(tag, self.first_span(window));
+        if self.expander.is_none() {
+            // Details are fetched between windows, while queued pages would wait unread.
+            self.look_ahead(pipeline, run);
+        }
+        let (bodies, limit) = pipeline
+            .fetch(tag, self.first_span(window), |span| {
+                self.fetch_span(span).boxed()
+            })
+            .await?;
+        let first = self.parse(&bodies)?;
+        if !std::mem::replace(&mut run.estimated, true)
+            && let Some(matched) = first.iter().find_map(|(_, p)| p.and_then(|p| p.matched))
+        {
             // The first window's count is the stream's size, also (above all) when it is too
             // large to page.
-            if estimate
-                && pass == 1
-                && let Plan::Pages(matched, _) | Plan::TooLarge(matched) = &plan
-            {
-                emitter.estimate(*matched)?;
+            emitter.estimate(matched)?;
+        }
+        let plan = self.plan(window, &first, limit, &run.churn)?;
+        let (matched, spans) = match plan {
+            FirstPage::Cut(parts) => {
+                pipeline.discard(current.id);
+                return Ok(Pass::Done(Outcome::Cut {
+                    parts,
+                    inherits: false,
+                }));
             }
-            let (matched, spans) = match plan {
-                Plan::Pages(matched, spans) => (matched, spans),
-                Plan::TooLarge(matched) => return Ok(Outcome::TooLarge(matched)),
-                Plan::Unpaginated => {
-                    return self
-                        .read_unpaginated(
-                            window,
-                            emitter,
-                            keys,
-                            first_page.into_iter().map(|(r, _)| r).collect(),
-                            limit,
-                        )
-                        .await;
+            FirstPage::Page(matched, spans) => (matched, spans),
+            FirstPage::Snapshot | FirstPage::Unpaginated => {
+                let mut keys = WindowKeys::default();
+                let records: Vec<_> = first.into_iter().map(|(r, _)| r).collect();
+                if matches!(plan, FirstPage::Snapshot) {
+                    records
+                        .iter()
+                        .try_for_each(|r| self.take(r, emitter, &mut run.family, &mut keys))?;
+                } else {
+                    self.read_unpaginated(window, emitter, run, &mut keys, records, limit)
+                        .await?;
                 }
-            };
-            keys.pass.clear();
-            let mut stable = true;
-            for (records, _) in &first_page {
-                self.take(records, emitter, keys)?;
+                return Ok(Pass::Done(Outcome::Complete(keys)));
             }
-            drop(first_page);
-            drop(first);
+        };
+        let mut keys = WindowKeys::default();
+        for (records, _) in &first {
+            self.take(records, emitter, &mut run.family, &mut keys)?;
+        }
+        let returned: u64 = first.iter().map(|(records, _)| records.len() as u64).sum();
+        let first_pagination = first.iter().find_map(|(_, p)| *p);
+        drop(first);
+        drop(bodies);
+        let paged = self
+            .page_rest(
+                (current, pass),
+                Rest {
+                    matched,
+                    spans,
+                    limit,
+                    first_page: (returned, first_pagination),
+                },
+                run,
+                pipeline,
+                emitter,
+                &mut keys,
+            )
+            .await?;
+        run.churn
+            .observe_paged(matched, paged.last_matched, paged.requests);
+        let mut distinct = keys.ids.len() as u64;
+        if let Some((m, ids)) = earlier
+            && *m == matched
+            && paged.stable
+        {
+            distinct += ids.difference(&keys.ids).count() as u64;
+        }
+        if (paged.stable && distinct >= paged.expected) || window.hi.is_none() {
+            // The open tail only gains records while it is read (calls modified during this
+            // sync), which shifts offsets right: one read missed nothing there at its start.
+            return Ok(Pass::Done(Outcome::Complete(keys)));
+        }
+        if paged.stable {
+            run.churn.observe_unstable_order();
+        }
+        tracing::info!(
+            "{}: window {} changed while it was read ({distinct} distinct of {} expected, \
+             matched {matched} then {}); reading it in parts",
+            self.def.name,
+            window.describe(),
+            paged.expected,
+            paged.last_matched
+        );
+        Ok(match self.cut_after_paging(window, &mut keys, limit) {
+            Some(parts) => Pass::Done(Outcome::Cut {
+                parts,
+                inherits: true,
+            }),
+            None => Pass::Unsettled(paged.last_matched, keys.ids),
+        })
+    }
 
-            let expected = spans.len();
-            if !std::mem::take(&mut rest_queued) {
-                pages.queue.extend(spans);
+    /// What to do after a window's first page: the one place that decides whether a window is
+    /// complete in one request, must be cut first, or is paged, and how.
+    fn plan(
+        &self,
+        window: Window,
+        first: &[(Vec<&RawValue>, Option<Pagination>)],
+        limit: u32,
+        churn: &Churn,
+    ) -> Result<FirstPage> {
+        let returned: u64 = first.iter().map(|(records, _)| records.len() as u64).sum();
+        let pagination = first.iter().find_map(|(_, p)| *p);
+        let Some(matched) = pagination.and_then(|p| p.matched) else {
+            let snapshot = first.len() == 1 && holds_all(returned, limit, None);
+            return Ok(if snapshot {
+                FirstPage::Snapshot
+            } else {
+                FirstPage::Unpaginated
+            });
+        };
+        if matched > SKIP_CAP || (matched > self.windowing.split_above && window.splittable()) {
+            return self.too_large(window, matched).map(FirstPage::Cut);
+        }
+        if first.len() == 1 && holds_all(returned, limit, pagination) {
+            return Ok(FirstPage::Snapshot);
+        }
+        if window.hi.is_some()
+            && let Some(parts) = self.cut_before_paging(window, matched, limit, churn)
+        {
+            return Ok(FirstPage::Cut(parts));
+        }
+        Ok(FirstPage::Page(matched, self.spans(window, matched, limit)))
+    }
+
+    /// A window whose `matched` is more than `skip` can reach: cut into [`FANOUT`] parts.
+    fn too_large(&self, window: Window, matched: u64) -> Result<Vec<Window>> {
+        let parts = window.split_into(FANOUT).ok_or_else(|| {
+            Error::SkipCap(format!(
+                "The {} window {} holds {matched} records within one millisecond, more than the API's \
+                 skip limit of {SKIP_CAP} can page through. Please report this to the connector's maintainers.",
+                self.def.name,
+                window.describe()
+            ))
+        })?;
+        tracing::debug!(
+            "{}: splitting {} ({matched} records)",
+            self.def.name,
+            window.describe()
+        );
+        Ok(parts)
+    }
+
+    /// The parts to read instead of paging a window of `matched` records, when this sync's
+    /// churn makes paging it too likely to be disturbed: parts of the size [`Churn`] allows, or
+    /// one-request parts when that is less than about one and a half pages.
+    fn cut_before_paging(
+        &self,
+        window: Window,
+        matched: u64,
+        limit: u32,
+        churn: &Churn,
+    ) -> Option<Vec<Window>> {
+        let allowed = churn.paged_limit(limit)?;
+        if matched <= allowed {
+            return None;
+        }
+        let target = if allowed * 2 < u64::from(limit) * 3 {
+            blind_part_target(limit)
+        } else {
+            allowed
+        };
+        window.split_into(matched.div_ceil(target) as i64)
+    }
+
+    /// The one-request parts to read a window in after paging it did not settle: cut at the
+    /// window times of the records read, or evenly where the stream has no window field.
+    fn cut_after_paging(
+        &self,
+        window: Window,
+        keys: &mut WindowKeys,
+        limit: u32,
+    ) -> Option<Vec<Window>> {
+        let per_part = (f64::from(limit) * CUT_FILL).floor().max(1.0) as usize;
+        window.cut_at(&mut keys.positions, per_part).or_else(|| {
+            let blind = blind_part_target(limit);
+            window.split_into((keys.ids.len() as u64).div_ceil(blind).max(2) as i64)
+        })
+    }
+
+    /// Fetches a window's pages after its first (`spans`, for `matched` records `limit` at a
+    /// time), and further pages while the last one says there are more.
+    async fn page_rest<'r>(
+        &'r self,
+        (current, pass): (Pending, u32),
+        Rest {
+            matched,
+            spans,
+            limit,
+            first_page: (first_returned, first_pagination),
+        }: Rest,
+        run: &mut Run,
+        pipeline: &mut Pipeline<'r, Span>,
+        emitter: &mut StreamEmitter<'_>,
+        keys: &mut WindowKeys,
+    ) -> Result<Paged> {
+        let window = current.window;
+        let tag = |skip| Tag {
+            window: current.id,
+            pass,
+            skip,
+        };
+        for span in &spans {
+            pipeline.push(tag(span.skip), *span);
+        }
+        let mut paged = Paged {
+            first_matched: matched,
+            last_matched: matched,
+            stable: true,
+            expected: matched,
+            requests: 1 + spans.len() as u64,
+        };
+        let mut last = (0, first_returned, first_pagination);
+        let count = spans.len();
+        for (index, span) in spans.into_iter().enumerate() {
+            if self.expander.is_none() && index + CONCURRENCY >= count {
+                // The next window's first page is in by now: queue its other pages behind these
+                // last ones, so the limiter does not idle for a round trip between windows.
+                self.look_ahead(pipeline, run);
             }
-            // Details are fetched between windows, while queued pages would wait unread.
-            if self.expander.is_none()
-                && let Some(next) = next
-            {
-                pages.look_ahead(self, next);
+            let (bodies, _) = pipeline
+                .fetch(tag(span.skip), span, |s| self.fetch_span(s).boxed())
+                .await?;
+            last = self.take_page(span.skip, &bodies, emitter, run, keys, &mut paged)?;
+        }
+        // `matched` is "the total count", nothing more: when the last page says there is more,
+        // follow it rather than end the window early.
+        while let (skip, returned, Some(p)) = last
+            && (p.has_more == Some(true) || p.next_page_skip.is_some())
+        {
+            let next = p.next_page_skip.unwrap_or(skip + returned);
+            if next <= skip || returned == 0 || next > SKIP_CAP {
+                break;
             }
-            for _ in 0..expected {
-                // Running dry early (it cannot) would only fail the completeness check below.
-                let Some(fetched) = pages.next(self).await else {
-                    break;
-                };
-                let (bodies, _) = fetched?;
-                for (records, pagination) in self.parse(&bodies)? {
-                    if let Some(m) = pagination.and_then(|p| p.matched)
-                        && m != matched
-                    {
-                        stable = false;
-                    }
-                    self.take(&records, emitter, keys)?;
-                }
-            }
-            if stable && keys.pass.len() as u64 == matched {
-                return Ok(Outcome::Complete);
-            }
-            // The re-read's requests go first: drop the next window's.
-            pages.clear();
-            tracing::info!(
-                "{}: window {} changed while it was read ({} distinct of {matched} expected); reading it again",
+            tracing::warn!(
+                "{}: window {} reported matched = {} but hasMore/nextPageSkip = {next}: reading on",
                 self.def.name,
                 window.describe(),
-                keys.pass.len()
+                p.matched.unwrap_or_default()
             );
+            let span = Span {
+                window,
+                skip: next,
+                len: limit,
+                pagination: true,
+            };
+            let (bodies, _) = pipeline
+                .fetch(tag(next), span, |s| self.fetch_span(s).boxed())
+                .await?;
+            paged.requests += 1;
+            last = self.take_page(next, &bodies, emitter, run, keys, &mut paged)?;
+            paged.expected = paged.expected.max(next + last.1);
         }
-        if window.hi.is_none() {
-            // Only records modified during this sync can enter the open tail; they were read
-            // at least once and the next sync starts below them.
-            tracing::warn!(
-                "{}: records kept changing in {}; continuing",
-                self.def.name,
-                window.describe()
-            );
-            return Ok(Outcome::Complete);
+        Ok(paged)
+    }
+
+    /// Takes one page's records and notes what its pagination says; returns the page's offset,
+    /// its record count and its pagination.
+    fn take_page(
+        &self,
+        skip: u64,
+        bodies: &[bytes::Bytes],
+        emitter: &mut StreamEmitter<'_>,
+        run: &mut Run,
+        keys: &mut WindowKeys,
+        paged: &mut Paged,
+    ) -> Result<(u64, u64, Option<Pagination>)> {
+        let mut last = (skip, 0, None);
+        for (records, pagination) in self.parse(bodies)? {
+            if let Some(m) = pagination.and_then(|p| p.matched) {
+                paged.stable &= m == paged.first_matched;
+                paged.last_matched = m;
+            }
+            last = (last.0 + last.1, records.len() as u64, pagination);
+            self.take(&records, emitter, &mut run.family, keys)?;
         }
-        Err(Error::InvalidResponse {
-            path: self.def.path.to_owned(),
-            detail: format!(
-                "the {} window {} kept changing over {MAX_PASSES} reads; no checkpoint was made past it, \
-                 so the next sync retries it",
-                self.def.name,
-                window.describe()
-            ),
-        })
+        Ok(last)
+    }
+
+    /// Queues the first pages of the windows after the current one, so the rate limit stays
+    /// busy across window boundaries, and, once the next window's first page is in and shows
+    /// it is to be paged, that window's other pages. Answers wait in the pipeline until read.
+    fn look_ahead(&self, pipeline: &mut Pipeline<'_, Span>, run: &Run) {
+        for next in run.pending.iter().take(CONCURRENCY) {
+            pipeline.push(first_tag(next.id), self.first_span(next.window));
+        }
+        let Some(next) = run.pending.front() else {
+            return;
+        };
+        let Some(Ok((bodies, limit))) = pipeline.answer(first_tag(next.id)) else {
+            return;
+        };
+        let Ok(first) = self.parse(bodies) else {
+            return;
+        };
+        if let Ok(FirstPage::Page(_, spans)) = self.plan(next.window, &first, *limit, &run.churn) {
+            for span in spans {
+                let tag = Tag {
+                    skip: span.skip,
+                    ..first_tag(next.id)
+                };
+                pipeline.push(tag, span);
+            }
+        }
     }
 
     /// Without `matched`, the only safe stop is a short page.
@@ -506,19 +759,25 @@ impl WindowedReader<'_> {
         &self,
         window: Window,
         emitter: &mut StreamEmitter<'_>,
+        run: &mut Run,
         keys: &mut WindowKeys,
         first: Vec<Vec<&RawValue>>,
         limit: u32,
-    ) -> Result<Outcome> {
+    ) -> Result<()> {
         let mut last_count: u64 = first.iter().map(|r| r.len() as u64).sum();
         for records in &first {
-            self.take(records, emitter, keys)?;
+            self.take(records, emitter, &mut run.family, keys)?;
         }
         let mut skip = last_count;
         let mut requested = u64::from(self.page_size);
         while last_count > 0 && last_count >= requested {
             if skip > SKIP_CAP {
-                return Ok(Outcome::TooLarge(skip));
+                return Err(Error::SkipCap(format!(
+                    "The {} window {} has more than {SKIP_CAP} records and the API sends no pagination \
+                     object to cut it by. Please report this to the connector's maintainers.",
+                    self.def.name,
+                    window.describe()
+                )));
             }
             let (bodies, _) = self
                 .fetch_span(Span {
@@ -531,34 +790,23 @@ impl WindowedReader<'_> {
             last_count = 0;
             for (records, _) in self.parse(&bodies)? {
                 last_count += records.len() as u64;
-                self.take(&records, emitter, keys)?;
+                self.take(&records, emitter, &mut run.family, keys)?;
             }
             skip += last_count;
             requested = u64::from(limit);
         }
-        Ok(Outcome::Complete)
+        Ok(())
     }
 
-    /// How `window` is paged after its first page (parsed, fetched `limit` at a time).
-    fn plan(
-        &self,
-        window: Window,
-        first: &[(Vec<&RawValue>, Option<Pagination>)],
-        limit: u32,
-    ) -> Plan {
-        let Some(matched) = first.iter().find_map(|(_, p)| p.and_then(|p| p.matched)) else {
-            return Plan::Unpaginated;
-        };
-        if matched > SKIP_CAP || (matched > self.windowing.split_above && window.splittable()) {
-            return Plan::TooLarge(matched);
-        }
+    /// The requests that fetch a window's records after its first page.
+    fn spans(&self, window: Window, matched: u64, limit: u32) -> Vec<Span> {
         let skips: Vec<u64> = (0..)
             .map(|k| u64::from(self.page_size) + k * u64::from(limit))
             .take_while(|skip| *skip < matched)
             .collect();
         let last = skips.last().copied();
         let want_all = !self.windowing.optional_pagination;
-        let spans = skips
+        skips
             .into_iter()
             .map(|skip| Span {
                 window,
@@ -566,8 +814,7 @@ impl WindowedReader<'_> {
                 len: limit,
                 pagination: want_all || Some(skip) == last,
             })
-            .collect();
-        Plan::Pages(matched, spans)
+            .collect()
     }
 
     fn first_span(&self, window: Window) -> Span {
@@ -579,30 +826,45 @@ impl WindowedReader<'_> {
         }
     }
 
-    /// Takes a page's records: each new key is emitted, or, for an expanded stream, queued
-    /// for its details when its status is finished.
+    /// Takes a page's records: each new key is emitted, or, for an expanded stream, kept for
+    /// its details when its status is finished.
     fn take(
         &self,
         records: &[&RawValue],
         emitter: &mut StreamEmitter<'_>,
+        family: &mut Family,
         keys: &mut WindowKeys,
     ) -> Result<()> {
         let emitted_at = now_millis();
         for record in records {
-            let key = page::record_key(record, self.def.primary_key, self.def.path)?;
-            if keys.seen.insert(key.clone()) {
-                match &self.expander {
-                    None => emitter.record(record, emitted_at)?,
-                    Some(expander) => {
-                        let status = page::field_text(record, expander.expansion.status_field)
-                            .unwrap_or_default();
-                        if expander.finished_statuses.contains(&status) {
-                            keys.queue.push(key.clone());
-                        }
+            let (key, position) = page::record_fields(
+                record,
+                self.def.primary_key,
+                self.windowing.window_field,
+                self.def.path,
+            )?;
+            if keys.ids.contains(&key) {
+                continue;
+            }
+            if let Some(at) = position.as_deref().and_then(parse_instant) {
+                keys.positions.push(at);
+            }
+            match &self.expander {
+                None => {
+                    if family.emitted.insert(key.clone()) {
+                        emitter.record(record, emitted_at)?;
+                    }
+                }
+                Some(expander) => {
+                    let status = page::field_text(record, expander.expansion.status_field)
+                        .unwrap_or_default();
+                    if expander.finished_statuses.contains(&status) {
+                        keys.finished
+                            .push((key.clone(), Some((*record).to_owned())));
                     }
                 }
             }
-            keys.pass.insert(key);
+            keys.ids.insert(key);
         }
         Ok(())
     }
@@ -618,6 +880,91 @@ impl WindowedReader<'_> {
                 Ok((page.records, page.pagination))
             })
             .collect()
+    }
+
+    /// Fetches the details of `wanted` unless that would pass the budget; false when it would.
+    async fn expand_within_budget(
+        &self,
+        expander: &Expander<'_>,
+        wanted: &[(String, Option<Box<RawValue>>)],
+        run: &mut Run,
+        emitter: &mut StreamEmitter<'_>,
+    ) -> Result<bool> {
+        if expander
+            .budget
+            .is_some_and(|cap| run.details_spent + wanted.len() as u64 > cap)
+        {
+            return Ok(false);
+        }
+        run.details_spent += self.expand(expander, wanted, run, emitter).await?;
+        Ok(true)
+    }
+
+    /// Fetches the detailed record of each key, concurrently, and emits them; returns the
+    /// requests sent.
+    /// - 404: the call was deleted since it was listed: logged and skipped.
+    /// - 502 after every retry (Clari's answer to a details body over its ~6 MB cap, which some
+    ///   calls have for good): the listing record is emitted instead, and the call is owed its
+    ///   details, tried again on later syncs, while the checkpoint moves on.
+    async fn expand(
+        &self,
+        expander: &Expander<'_>,
+        wanted: &[(String, Option<Box<RawValue>>)],
+        run: &mut Run,
+        emitter: &mut StreamEmitter<'_>,
+    ) -> Result<u64> {
+        let expansion = expander.expansion;
+        let mut fetches = stream::iter(wanted)
+            .map(|(key, listed)| {
+                let mut query = expander.query.clone();
+                query.push((expansion.id_param.to_owned(), key.clone()));
+                async move {
+                    let response = self
+                        .client
+                        .execute(Request::get(expansion.path, query))
+                        .await;
+                    (key, listed, response)
+                }
+            })
+            .buffered(DETAIL_CONCURRENCY);
+        let mut sent = 0;
+        while let Some((key, listed, response)) = fetches.next().await {
+            sent += 1;
+            run.family.expanded.insert(key.clone());
+            let response = match response {
+                Err(Error::Http { status: 502, .. }) => {
+                    tracing::warn!(
+                        "{}: the details of call {key} kept failing with HTTP 502 (Clari's answer when they \
+                         exceed its size limit); {}, and they are tried again on the next sync",
+                        self.def.name,
+                        if listed.is_some() {
+                            "its listing record was emitted instead"
+                        } else {
+                            "nothing was emitted for it"
+                        }
+                    );
+                    if let Some(listed) = listed {
+                        emitter.record(listed, now_millis())?;
+                    }
+                    run.unfetched.push(key.clone());
+                    continue;
+                }
+                other => other?,
+            };
+            match response.status {
+                200..=299 => {
+                    let record =
+                        page::parse_object(&response.body, expansion.record_key, expansion.path)?;
+                    emitter.record(record, now_millis())?;
+                }
+                404 => tracing::info!(
+                    "{}: {key} was deleted before its details were fetched; skipped",
+                    self.def.name
+                ),
+                _ => return Err(response.error(&Method::GET, expansion.path, 1)),
+            }
+        }
+        Ok(sent)
     }
 
     /// Fetches `len` records from `skip`. A 502 (Clari's answer to pages over ~6 MB) splits the
@@ -680,6 +1027,35 @@ impl WindowedReader<'_> {
     }
 }
 
+impl Run {
+    fn end(self, completion: Completion) -> ReadEnd {
+        ReadEnd {
+            completion,
+            unfetched_details: self.unfetched,
+        }
+    }
+}
+
+/// The tag of a window's first page on its first read.
+fn first_tag(window: u64) -> Tag {
+    Tag {
+        window,
+        pass: 1,
+        skip: 0,
+    }
+}
+
+/// Whether one answer of `returned` records, asked for `limit`, holds every record of its
+/// window: a short page, or a full one whose pagination says there is nothing more.
+fn holds_all(returned: u64, limit: u32, pagination: Option<Pagination>) -> bool {
+    returned < u64::from(limit)
+        || pagination.is_some_and(|p| {
+            p.matched.is_some_and(|m| m <= returned)
+                && p.has_more != Some(true)
+                && p.next_page_skip.is_none()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,5 +1093,68 @@ mod tests {
             (2, None),
             "an open tail is closed now and reopened"
         );
+    }
+
+    #[test]
+    fn a_window_is_cut_where_the_records_read_put_a_part_s_worth_in_each() {
+        let window = Window {
+            lo: 0,
+            hi: Some(1_000),
+        };
+        let mut positions: Vec<i64> = (0..50).map(|i| 990 - i * 20).collect();
+        let parts = window.cut_at(&mut positions, 20).unwrap();
+        assert_eq!(parts.first().unwrap().lo, 0);
+        assert_eq!(parts.last().unwrap().hi, Some(1_000));
+        assert!(parts.windows(2).all(|w| w[0].hi == Some(w[1].lo)));
+        for part in &parts {
+            let inside = positions
+                .iter()
+                .filter(|&&p| p >= part.lo && part.hi.is_some_and(|hi| p < hi))
+                .count();
+            assert!(inside <= 20, "{part:?} holds {inside}");
+        }
+        assert_eq!(parts.len(), 3);
+    }
+
+    #[test]
+    fn a_millisecond_holding_more_than_a_part_gets_a_part_of_its_own() {
+        let window = Window {
+            lo: 0,
+            hi: Some(1_000),
+        };
+        let mut positions = vec![500; 40];
+        positions.extend([100, 900]);
+        let parts = window.cut_at(&mut positions, 10).unwrap();
+        assert!(
+            parts.contains(&Window {
+                lo: 500,
+                hi: Some(501)
+            }),
+            "{parts:?}"
+        );
+        assert!(window.cut_at(&mut [], 10).is_none());
+        assert!(
+            window.cut_at(&mut [3, 4, 5], 10).is_none(),
+            "all fit in one part"
+        );
+    }
+
+    #[test]
+    fn one_answer_holds_its_whole_window_only_when_nothing_says_there_is_more() {
+        let pagination = |matched, has_more| {
+            Some(Pagination {
+                matched: Some(matched),
+                has_more: Some(has_more),
+                next_page_skip: has_more.then_some(100),
+            })
+        };
+        assert!(holds_all(40, 100, None), "a short page");
+        assert!(holds_all(100, 100, pagination(100, false)));
+        assert!(!holds_all(100, 100, pagination(150, true)));
+        assert!(
+            !holds_all(100, 100, pagination(90, true)),
+            "a low count with hasMore"
+        );
+        assert!(!holds_all(100, 100, None), "a full page without pagination");
     }
 }

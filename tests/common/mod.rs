@@ -40,6 +40,8 @@ pub fn config_json(base_url: &str, overrides: Value) -> Value {
         "requests_per_second": 10000,
         "page_size": 100,
         "lookback_window_days": 0,
+        // Tests touch calls "now" and read them at once; the margin has tests of its own.
+        "indexing_margin_seconds": 0,
     });
     if let (Some(target), Value::Object(extra)) = (config.as_object_mut(), overrides) {
         target.extend(extra);
