@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use super::reply::ApiError;
 use super::{SandboxHandle, lock};
@@ -104,6 +104,7 @@ pub struct Faults {
     mutations: Mutex<Vec<(usize, Mutation)>>,
     fail_write_next: Mutex<FailNext>,
     write_latency: Mutex<Duration>,
+    clock_skew: Mutex<SignedDuration>,
 }
 
 /// Waits out an injected latency, if one is set.
@@ -185,6 +186,20 @@ impl Faults {
     /// Delay added to every request of the write family (on top of [`Faults::set_latency`]).
     pub fn set_write_latency(&self, latency: Duration) {
         *lock(&self.write_latency) = latency;
+    }
+
+    /// Sets the server clock to the machine clock plus `skew` (negative: the server is
+    /// behind). The server clock stamps every answer's `Date` header and is the "now" of every
+    /// other fault; see [`SandboxHandle::server_now`].
+    pub fn set_clock_skew(&self, skew: SignedDuration) {
+        *lock(&self.clock_skew) = skew;
+    }
+
+    /// The machine clock plus the skew, stopping at jiff's range limits.
+    pub(crate) fn server_now(&self) -> Timestamp {
+        let now = Timestamp::now();
+        // Saturating arithmetic with a `SignedDuration` cannot fail; `now` is only a formality.
+        now.saturating_add(*lock(&self.clock_skew)).unwrap_or(now)
     }
 
     /// The faults decided before an authenticated request runs: latency, rate limit,

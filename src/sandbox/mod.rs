@@ -19,6 +19,8 @@
 //! ```
 
 mod data;
+#[cfg(test)]
+mod fault_tests;
 mod faults;
 mod query;
 mod read;
@@ -41,6 +43,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::serve::ListenerExt;
 use jiff::Timestamp;
+use jiff::fmt::rfc2822::DateTimePrinter;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -240,6 +243,21 @@ async fn journal(State(shared): State<Arc<Shared>>, request: Request, next: Next
     response
 }
 
+/// Outermost layer: every answer (401s and 404s included) carries a `Date` header from the
+/// server clock, as the real gateway's do. hyper adds its own `Date` only to a response that has
+/// none, so this one is the one sent.
+async fn server_date(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let now = shared.faults.server_now();
+    // Only years outside 0..=9999 cannot be printed; hyper's machine-clock date then stands.
+    if let Ok(date) = DateTimePrinter::new().timestamp_to_rfc9110_string(&now)
+        && let Ok(value) = HeaderValue::try_from(date)
+    {
+        response.headers_mut().insert(header::DATE, value);
+    }
+    response
+}
+
 /// Layer of the write routes: write latency and `fail_write_next`.
 async fn write_faults(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     match shared.faults.before_write().await {
@@ -315,6 +333,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(writes)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), journal))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            server_date,
+        ))
         .with_state(shared)
 }
 
@@ -327,6 +349,12 @@ impl SandboxHandle {
     /// The runtime fault switches.
     pub fn faults(&self) -> &Faults {
         &self.0.faults
+    }
+
+    /// The server's clock: the machine clock plus [`Faults::set_clock_skew`]. It stamps the
+    /// `Date` header, and it is the "now" of churn and late indexing.
+    pub fn server_now(&self) -> Timestamp {
+        self.0.faults.server_now()
     }
 
     /// Every request so far, in order of completion (each carries its arrival time).

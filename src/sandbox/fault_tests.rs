@@ -1,0 +1,69 @@
+//! Behaviour tests of the faults that model the real API's harsher habits: a skewed server
+//! clock, data churning while it is read, unstable ties, pagination that disagrees with itself,
+//! `null` for empty lists, details that never come and late indexing. Same harness as `tests.rs`.
+
+use axum::http::header;
+use jiff::fmt::rfc2822::DateTimeParser;
+use jiff::{SignedDuration, Timestamp};
+
+use super::tests::{get_response, start_default};
+
+/// The raw `Date` headers of a response.
+fn date_headers(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all(header::DATE)
+        .iter()
+        .map(|v| v.to_str().expect("ASCII date").to_owned())
+        .collect()
+}
+
+fn parse_date(date: &str) -> Timestamp {
+    DateTimeParser::new()
+        .parse_timestamp(date)
+        .expect("an IMF-fixdate")
+}
+
+#[tokio::test]
+async fn every_answer_carries_one_date_header_from_the_skewed_server_clock() {
+    let sandbox = start_default().await;
+    let skew = SignedDuration::from_hours(-3);
+    sandbox.faults().set_clock_skew(skew);
+    let unauthenticated = reqwest::Client::new()
+        .get(format!("{}/calls", sandbox.base_url()))
+        .send()
+        .await
+        .expect("request succeeds");
+    let answers = [
+        unauthenticated,
+        get_response(&sandbox, "/users", &[]).await,
+        get_response(&sandbox, "/calls", &[("limit", "101")]).await,
+        get_response(&sandbox, "/nowhere", &[]).await,
+    ];
+    sandbox.faults().fail_next(1, 502);
+    let injected = get_response(&sandbox, "/calls", &[]).await;
+    let statuses: Vec<u16> = answers
+        .iter()
+        .chain([&injected])
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses, [401, 200, 400, 404, 502]);
+    for response in answers.iter().chain([&injected]) {
+        let dates = date_headers(response);
+        assert_eq!(dates.len(), 1, "{dates:?}");
+        assert!(
+            dates[0].ends_with(" GMT") && dates[0].len() == 29,
+            "{dates:?}"
+        );
+        // Second resolution: the header is at most a second behind the server clock.
+        let behind = parse_date(&dates[0]).duration_until(sandbox.server_now());
+        assert!(
+            behind >= SignedDuration::ZERO && behind < SignedDuration::from_secs(5),
+            "{behind:?}"
+        );
+    }
+    let machine = Timestamp::now();
+    assert!(
+        (sandbox.server_now().duration_since(machine) - skew).abs() < SignedDuration::from_secs(1)
+    );
+}
