@@ -5,8 +5,9 @@
 use axum::http::header;
 use jiff::fmt::rfc2822::DateTimeParser;
 use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
 
-use super::tests::{get_response, start_default};
+use super::tests::{get, get_response, ids, start_default};
 
 /// The raw `Date` headers of a response.
 fn date_headers(response: &reqwest::Response) -> Vec<String> {
@@ -66,4 +67,39 @@ async fn every_answer_carries_one_date_header_from_the_skewed_server_clock() {
     assert!(
         (sandbox.server_now().duration_since(machine) - skew).abs() < SignedDuration::from_secs(1)
     );
+}
+
+#[tokio::test]
+async fn matched_cap_understates_matched_while_has_more_and_next_page_skip_stay_true() {
+    let sandbox = start_default().await;
+    let (_, honest) = get(&sandbox, "/calls", &[("limit", "100")]).await;
+    let real = honest["pagination"]["matched"].as_u64().expect("matched");
+    assert!(real > 400, "{real}");
+    sandbox.faults().set_matched_cap(Some(30));
+    let (_, first) = get(&sandbox, "/calls", &[("limit", "100")]).await;
+    assert_eq!(
+        first["pagination"],
+        json!({"matched": 30, "hasMore": true, "nextPageSkip": 100})
+    );
+    assert_eq!(first["calls"], honest["calls"]);
+    let last_skip = (real / 100 * 100).to_string();
+    let (_, last) = get(
+        &sandbox,
+        "/calls",
+        &[("limit", "100"), ("skip", &last_skip)],
+    )
+    .await;
+    assert_eq!(last["pagination"], json!({"matched": 30, "hasMore": false}));
+    assert_eq!(ids(&last, "calls").len() as u64, real % 100);
+    let (_, cards) = get(&sandbox, "/scorecard", &[]).await;
+    assert_eq!(
+        cards["pagination"],
+        json!({"matched": 30, "hasMore": true, "nextPageSkip": 50})
+    );
+    sandbox.faults().set_matched_cap(Some(10_000));
+    let (_, above) = get(&sandbox, "/calls", &[]).await;
+    assert_eq!(above["pagination"]["matched"], json!(real));
+    sandbox.faults().set_matched_cap(None);
+    let (_, off) = get(&sandbox, "/scorecard", &[]).await;
+    assert_eq!(off["pagination"]["matched"], json!(125));
 }

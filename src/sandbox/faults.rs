@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::reply::ApiError;
+use super::reply::{ApiError, ListFaults};
 use super::{SandboxHandle, lock};
 
 /// A data change applied after a given `/calls` request, to model data that moves while a
@@ -105,6 +105,7 @@ pub struct Faults {
     fail_write_next: Mutex<FailNext>,
     write_latency: Mutex<Duration>,
     clock_skew: Mutex<SignedDuration>,
+    matched_cap: Mutex<Option<usize>>,
 }
 
 /// Waits out an injected latency, if one is set.
@@ -200,6 +201,21 @@ impl Faults {
         let now = Timestamp::now();
         // Saturating arithmetic with a `SignedDuration` cannot fail; `now` is only a formality.
         now.saturating_add(*lock(&self.clock_skew)).unwrap_or(now)
+    }
+
+    /// `/calls` and `/scorecard` report `pagination.matched` as at most `cap`, while
+    /// `hasMore` and `nextPageSkip` stay computed from the real matches: the envelope then
+    /// disagrees with itself, and a reader that takes `matched` for the truth stops short.
+    /// `None` turns it off.
+    pub fn set_matched_cap(&self, cap: Option<usize>) {
+        *lock(&self.matched_cap) = cap;
+    }
+
+    /// The faults that shape the next list answer.
+    pub(crate) fn list_faults(&self) -> ListFaults {
+        ListFaults {
+            matched_cap: *lock(&self.matched_cap),
+        }
     }
 
     /// The faults decided before an authenticated request runs: latency, rate limit,

@@ -58,7 +58,9 @@ pub(crate) async fn calls(
     let response = {
         let data = shared.data();
         let matches = data.find_calls(&filter, order);
-        paged("calls", &matches, page, |i| data.render_call(i, media))
+        paged("calls", &matches, page, shared.faults.list_faults(), |i| {
+            data.render_call(i, media)
+        })
     };
     let handle = SandboxHandle(Arc::clone(&shared));
     for mutation in shared.faults.due_mutations(request_number) {
@@ -116,9 +118,13 @@ pub(crate) async fn scorecards(
         params.get("filterRepId"),
         params.get("filterScorerId"),
     );
-    Ok(paged("scorecards", &matches, page, |i| {
-        data.render_scorecard(i)
-    }))
+    Ok(paged(
+        "scorecards",
+        &matches,
+        page,
+        shared.faults.list_faults(),
+        |i| data.render_scorecard(i),
+    ))
 }
 
 /// `GET /scorecard-template`, under the configured key (`scorecardTemplates` by default).

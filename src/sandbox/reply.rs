@@ -80,6 +80,13 @@ pub(crate) struct PageRequest {
     pub with_pagination: bool,
 }
 
+/// How a list answer departs from the truth, as set on [`super::Faults`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ListFaults {
+    /// `pagination.matched` reports at most this many (`hasMore` and `nextPageSkip` stay true).
+    pub matched_cap: Option<usize>,
+}
+
 /// The API's `PaginationInfo`; `nextPageSkip` is left out on the last page.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -109,11 +116,13 @@ impl<T: Serialize> Serialize for Page<'_, T> {
 }
 
 /// Answers one page of `matches` (every match of the filter, in order) under `key`,
-/// rendering only the records on the page. `matched` counts all matches.
+/// rendering only the records on the page. `matched` counts all matches, unless `faults`
+/// caps it.
 pub(crate) fn paged<M: Copy, T: Serialize>(
     key: &'static str,
     matches: &[M],
     page: PageRequest,
+    faults: ListFaults,
     render: impl Fn(M) -> T,
 ) -> Response {
     let start = page.skip.min(matches.len());
@@ -121,7 +130,9 @@ pub(crate) fn paged<M: Copy, T: Serialize>(
     let records: Vec<T> = matches[start..end].iter().map(|&m| render(m)).collect();
     let has_more = end < matches.len();
     let pagination = page.with_pagination.then_some(Pagination {
-        matched: matches.len(),
+        matched: faults
+            .matched_cap
+            .map_or(matches.len(), |cap| cap.min(matches.len())),
         has_more,
         next_page_skip: has_more.then_some(end),
     });
