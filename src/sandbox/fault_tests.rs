@@ -103,3 +103,26 @@ async fn matched_cap_understates_matched_while_has_more_and_next_page_skip_stay_
     let (_, off) = get(&sandbox, "/scorecard", &[]).await;
     assert_eq!(off["pagination"]["matched"], json!(125));
 }
+
+#[tokio::test]
+async fn null_empty_lists_answers_null_for_an_empty_page_and_arrays_otherwise() {
+    let sandbox = start_default().await;
+    let before_history = [("filterTimeLt", "2020-01-01T00:00:00Z")];
+    let (_, empty) = get(&sandbox, "/calls", &before_history).await;
+    assert_eq!(empty["calls"], json!([]));
+    sandbox.faults().set_null_empty_lists(true);
+    let (status, empty) = get(&sandbox, "/calls", &before_history).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        empty,
+        json!({"calls": null, "pagination": {"matched": 0, "hasMore": false}})
+    );
+    let (_, past_the_end) = get(&sandbox, "/scorecard", &[("skip", "200")]).await;
+    assert_eq!(past_the_end["scorecards"], json!(null));
+    assert_eq!(past_the_end["pagination"]["matched"], json!(125));
+    let (_, full) = get(&sandbox, "/scorecard", &[]).await;
+    assert_eq!(ids(&full, "scorecards").len(), 50);
+    sandbox.faults().set_null_empty_lists(false);
+    let (_, empty) = get(&sandbox, "/scorecard", &before_history).await;
+    assert_eq!(empty["scorecards"], json!([]));
+}

@@ -106,6 +106,7 @@ pub struct Faults {
     write_latency: Mutex<Duration>,
     clock_skew: Mutex<SignedDuration>,
     matched_cap: Mutex<Option<usize>>,
+    null_empty_lists: AtomicBool,
 }
 
 /// Waits out an injected latency, if one is set.
@@ -211,10 +212,18 @@ impl Faults {
         *lock(&self.matched_cap) = cap;
     }
 
+    /// A `/calls` or `/scorecard` page without records answers `"calls": null` /
+    /// `"scorecards": null` instead of `[]`, as the API's own fixtures show for empty arrays
+    /// elsewhere.
+    pub fn set_null_empty_lists(&self, on: bool) {
+        self.null_empty_lists.store(on, Ordering::SeqCst);
+    }
+
     /// The faults that shape the next list answer.
     pub(crate) fn list_faults(&self) -> ListFaults {
         ListFaults {
             matched_cap: *lock(&self.matched_cap),
+            null_when_empty: self.null_empty_lists.load(Ordering::SeqCst),
         }
     }
 

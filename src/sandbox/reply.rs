@@ -85,6 +85,8 @@ pub(crate) struct PageRequest {
 pub(crate) struct ListFaults {
     /// `pagination.matched` reports at most this many (`hasMore` and `nextPageSkip` stay true).
     pub matched_cap: Option<usize>,
+    /// A page without records answers `null` under its key instead of `[]`.
+    pub null_when_empty: bool,
 }
 
 /// The API's `PaginationInfo`; `nextPageSkip` is left out on the last page.
@@ -97,17 +99,18 @@ struct Pagination {
     next_page_skip: Option<usize>,
 }
 
-/// One page of a list response: `{"<key>": [...], "pagination": {...}}`.
+/// One page of a list response: `{"<key>": [...], "pagination": {...}}`, with `null` for
+/// the records when they are `None`.
 struct Page<'a, T> {
     key: &'static str,
-    records: &'a [T],
+    records: Option<&'a [T]>,
     pagination: Option<Pagination>,
 }
 
 impl<T: Serialize> Serialize for Page<'_, T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry(self.key, self.records)?;
+        map.serialize_entry(self.key, &self.records)?;
         if let Some(pagination) = &self.pagination {
             map.serialize_entry("pagination", pagination)?;
         }
@@ -117,7 +120,7 @@ impl<T: Serialize> Serialize for Page<'_, T> {
 
 /// Answers one page of `matches` (every match of the filter, in order) under `key`,
 /// rendering only the records on the page. `matched` counts all matches, unless `faults`
-/// caps it.
+/// caps it; `faults` may also turn an empty page's `[]` into `null`.
 pub(crate) fn paged<M: Copy, T: Serialize>(
     key: &'static str,
     matches: &[M],
@@ -136,9 +139,10 @@ pub(crate) fn paged<M: Copy, T: Serialize>(
         has_more,
         next_page_skip: has_more.then_some(end),
     });
+    let null = records.is_empty() && faults.null_when_empty;
     ok_json(&Page {
         key,
-        records: &records,
+        records: (!null).then_some(&records),
         pagination,
     })
 }
