@@ -126,3 +126,29 @@ async fn null_empty_lists_answers_null_for_an_empty_page_and_arrays_otherwise() 
     let (_, empty) = get(&sandbox, "/scorecard", &before_history).await;
     assert_eq!(empty["scorecards"], json!([]));
 }
+
+#[tokio::test]
+async fn fail_details_for_always_fails_the_listed_ids_and_only_them() {
+    let sandbox = start_default().await;
+    let snapshot = sandbox.calls_snapshot();
+    let id = |n: usize| snapshot[n]["id"].as_str().expect("id").to_owned();
+    let details = |id: String| {
+        let sandbox = &sandbox;
+        async move { get(sandbox, "/call-details", &[("id", &id)]).await }
+    };
+    sandbox.faults().fail_details_for(vec![id(0), id(1)], 502);
+    for _ in 0..3 {
+        assert_eq!(
+            details(id(0)).await,
+            (502, json!({"message": "internal server error"}))
+        );
+    }
+    assert_eq!(details(id(1)).await.0, 502);
+    let (status, other) = details(id(2)).await;
+    assert_eq!((status, &other["call"]["id"]), (200, &json!(id(2))));
+    sandbox.faults().fail_details_for(vec![id(2)], 504);
+    assert_eq!(details(id(0)).await.0, 200);
+    assert_eq!(details(id(2)).await.0, 504);
+    sandbox.faults().fail_details_for(Vec::new(), 502);
+    assert_eq!(details(id(2)).await.0, 200);
+}

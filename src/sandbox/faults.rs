@@ -1,7 +1,7 @@
 //! Runtime-switchable fault injection. Every switch is thread-safe, takes effect on the next
 //! request, and can be flipped while a connector is mid-sync.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -58,6 +58,13 @@ impl FailNext {
     }
 }
 
+/// The `/call-details` ids that always fail, and their status.
+#[derive(Default)]
+struct FailingDetails {
+    ids: HashSet<String>,
+    status: u16,
+}
+
 /// Requests admitted in the last second, for the rolling-window rate limit.
 #[derive(Default)]
 struct RateLimit {
@@ -107,6 +114,7 @@ pub struct Faults {
     clock_skew: Mutex<SignedDuration>,
     matched_cap: Mutex<Option<usize>>,
     null_empty_lists: AtomicBool,
+    failing_details: Mutex<FailingDetails>,
 }
 
 /// Waits out an injected latency, if one is set.
@@ -217,6 +225,23 @@ impl Faults {
     /// elsewhere.
     pub fn set_null_empty_lists(&self, on: bool) {
         self.null_empty_lists.store(on, Ordering::SeqCst);
+    }
+
+    /// `GET /call-details?id=<one of ids>` always answers `status` with the gateway's body,
+    /// as Clari answers 502 for a call whose details exceed the ~6 MB response cap: retrying
+    /// never helps. Other ids are unaffected. Each call replaces the list; an empty list turns
+    /// the fault off.
+    pub fn fail_details_for(&self, ids: Vec<String>, status: u16) {
+        *lock(&self.failing_details) = FailingDetails {
+            ids: ids.into_iter().collect(),
+            status,
+        };
+    }
+
+    /// The status `/call-details` must answer for `id`, if it is one that always fails.
+    pub(crate) fn details_failure(&self, id: &str) -> Option<u16> {
+        let failing = lock(&self.failing_details);
+        failing.ids.contains(id).then_some(failing.status)
     }
 
     /// The faults that shape the next list answer.

@@ -69,7 +69,7 @@ pub(crate) async fn calls(
     Ok(response)
 }
 
-/// `GET /call-details?id=`: 404 for an unknown id.
+/// `GET /call-details?id=`: 404 for an unknown id, the injected status for an id set to fail.
 pub(crate) async fn call_details(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
@@ -79,6 +79,9 @@ pub(crate) async fn call_details(
     let id = params
         .get("id")
         .ok_or_else(|| ApiError::bad_request("id is required"))?;
+    if let Some(status) = shared.faults.details_failure(id) {
+        return Err(ApiError::injected(status));
+    }
     let data = shared.data();
     let details = data
         .render_call_details(id, media)
