@@ -215,6 +215,15 @@ impl MsRange {
         self.gt.is_none_or(|gt| ms > gt) && self.lt.is_none_or(|lt| ms < lt)
     }
 
+    /// The range further limited to keys at most `last` (`None` leaves it as it is).
+    pub(crate) fn at_most(self, last: Option<i64>) -> MsRange {
+        let lt = last.map(|last| last.saturating_add(1));
+        MsRange {
+            lt: self.lt.into_iter().chain(lt).min(),
+            ..self
+        }
+    }
+
     /// The positions in `sorted` (ascending by `key`) whose keys lie in the range.
     fn bounds<T>(&self, sorted: &[T], key: impl Fn(&T) -> i64) -> std::ops::Range<usize> {
         let start = self

@@ -2,10 +2,12 @@
 //! clock, data churning while it is read, unstable ties, pagination that disagrees with itself,
 //! `null` for empty lists, details that never come and late indexing. Same harness as `tests.rs`.
 
+use std::time::Duration;
+
 use axum::http::header;
 use jiff::fmt::rfc2822::DateTimeParser;
 use jiff::{SignedDuration, Timestamp};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::tests::{get, get_response, ids, start_default};
 
@@ -151,4 +153,49 @@ async fn fail_details_for_always_fails_the_listed_ids_and_only_them() {
     assert_eq!(details(id(2)).await.0, 504);
     sandbox.faults().fail_details_for(Vec::new(), 502);
     assert_eq!(details(id(2)).await.0, 200);
+}
+
+#[tokio::test]
+async fn index_delay_hides_a_modified_call_from_calls_until_the_server_clock_passes_it() {
+    let sandbox = start_default().await;
+    let everything = [("includePrivate", "true"), ("limit", "1")];
+    let matched = |page: &Value| page["pagination"]["matched"].as_u64().expect("matched");
+    let total = matched(&get(&sandbox, "/calls", &everything).await.1);
+    let id = sandbox.calls_snapshot()[5]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    sandbox.faults().set_index_delay(Duration::from_secs(3_600));
+    let touched = sandbox.server_now();
+    sandbox.touch_call(&id, "PROCESSING", touched);
+    let since = touched
+        .checked_sub(SignedDuration::from_mins(1))
+        .expect("in range")
+        .to_string();
+    let recent = [
+        ("filterModifiedGt", since.as_str()),
+        ("includePrivate", "true"),
+    ];
+    let (status, hidden) = get(&sandbox, "/calls", &recent).await;
+    assert_eq!(status, 200);
+    assert_eq!(hidden["calls"], json!([]));
+    assert_eq!(matched(&hidden), 0);
+    assert_eq!(
+        matched(&get(&sandbox, "/calls", &everything).await.1),
+        total - 1
+    );
+    assert_eq!(get(&sandbox, "/call-details", &[("id", &id)]).await.0, 200);
+    sandbox
+        .faults()
+        .set_clock_skew(SignedDuration::from_mins(61));
+    let (_, shown) = get(&sandbox, "/calls", &recent).await;
+    assert_eq!(ids(&shown, "calls"), std::slice::from_ref(&id));
+    assert_eq!(
+        matched(&get(&sandbox, "/calls", &everything).await.1),
+        total
+    );
+    sandbox.faults().set_clock_skew(SignedDuration::ZERO);
+    sandbox.faults().set_index_delay(Duration::ZERO);
+    let (_, off) = get(&sandbox, "/calls", &recent).await;
+    assert_eq!(ids(&off, "calls"), [id]);
 }

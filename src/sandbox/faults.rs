@@ -115,6 +115,7 @@ pub struct Faults {
     matched_cap: Mutex<Option<usize>>,
     null_empty_lists: AtomicBool,
     failing_details: Mutex<FailingDetails>,
+    index_delay: Mutex<Duration>,
 }
 
 /// Waits out an injected latency, if one is set.
@@ -242,6 +243,25 @@ impl Faults {
     pub(crate) fn details_failure(&self, id: &str) -> Option<u16> {
         let failing = lock(&self.failing_details);
         failing.ids.contains(id).then_some(failing.status)
+    }
+
+    /// Late indexing: a call shows in `/calls` (under every filter, `matched` included) only
+    /// once the server clock has passed its `last_modified_time` by `delay`, as Clari indexes
+    /// a modified call a little after its modification time. A reader whose upper bound is the
+    /// server's now skips calls that appear behind it. `/call-details` is unaffected; zero turns
+    /// the fault off.
+    pub fn set_index_delay(&self, delay: Duration) {
+        *lock(&self.index_delay) = delay;
+    }
+
+    /// The latest `last_modified_time` (epoch ms) `/calls` has indexed, `None` without a delay.
+    pub(crate) fn indexed_until(&self) -> Option<i64> {
+        let delay = *lock(&self.index_delay);
+        (!delay.is_zero()).then(|| {
+            self.server_now()
+                .saturating_sub(delay)
+                .map_or(i64::MIN, Timestamp::as_millisecond)
+        })
     }
 
     /// The faults that shape the next list answer.

@@ -26,7 +26,8 @@ fn media(params: &Params) -> Result<Media, ApiError> {
     })
 }
 
-/// `GET /calls`. After answering, applies the mutations due after this request.
+/// `GET /calls`. Calls modified too recently to be indexed are left out. After answering,
+/// applies the mutations due after this request.
 pub(crate) async fn calls(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
@@ -35,7 +36,9 @@ pub(crate) async fn calls(
     let page = params.page(CALLS_DEFAULT_LIMIT, true)?;
     let filter = CallFilter {
         time: params.range("filterTime")?,
-        modified: params.range("filterModified")?,
+        modified: params
+            .range("filterModified")?
+            .at_most(shared.faults.indexed_until()),
         include_private: params.flag("includePrivate", false)?,
     };
     let media = media(&params)?;
