@@ -730,6 +730,16 @@ impl Dataset {
         matches
     }
 
+    /// Shuffles every run of calls sharing a `time` in `matches` (ordered by `time`) with the
+    /// stream seeded by `seed`, leaving the `time` order itself alone.
+    pub(crate) fn shuffle_ties(&self, matches: &mut [u32], seed: u64) {
+        let mut rng = Rng::with_seed(seed);
+        let time = |i: &u32| self.calls[*i as usize].time;
+        for run in matches.chunk_by_mut(|a, b| time(a) == time(b)) {
+            rng.shuffle(run);
+        }
+    }
+
     /// Ids of the private calls (privacy is not part of the rendered record).
     pub(crate) fn private_call_ids(&self) -> Vec<String> {
         self.calls

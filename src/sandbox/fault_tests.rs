@@ -9,7 +9,8 @@ use jiff::fmt::rfc2822::DateTimeParser;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use super::tests::{get, get_response, ids, start_default};
+use super::SandboxConfig;
+use super::tests::{get, get_response, ids, start, start_default, ts};
 
 /// The raw `Date` headers of a response.
 fn date_headers(response: &reqwest::Response) -> Vec<String> {
@@ -198,4 +199,114 @@ async fn index_delay_hides_a_modified_call_from_calls_until_the_server_clock_pas
     sandbox.faults().set_index_delay(Duration::ZERO);
     let (_, off) = get(&sandbox, "/calls", &recent).await;
     assert_eq!(ids(&off, "calls"), [id]);
+}
+
+/// 500 calls in one hour: about seven share each whole minute.
+fn tied_tenant() -> SandboxConfig {
+    SandboxConfig {
+        history_start: ts("2024-06-01T00:00:00Z"),
+        history_end: ts("2024-06-01T01:00:00Z"),
+        ..SandboxConfig::default()
+    }
+}
+
+/// One field of every record on a page, as text.
+fn texts(page: &Value, key: &str, field: &str) -> Vec<String> {
+    page[key]
+        .as_array()
+        .expect("records array")
+        .iter()
+        .map(|r| r[field].as_str().expect("text field").to_owned())
+        .collect()
+}
+
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort();
+    items
+}
+
+#[tokio::test]
+async fn unstable_ties_reorder_calls_sharing_a_time_per_request_but_keep_the_time_order() {
+    let sandbox = start(tied_tenant()).await;
+    let window = [
+        ("filterTimeGt", "2024-06-01T00:19:59Z"),
+        ("filterTimeLt", "2024-06-01T00:25:00Z"),
+        ("includePrivate", "true"),
+        ("limit", "100"),
+        ("sortTime", "asc"),
+    ];
+    let (_, stable) = get(&sandbox, "/calls", &window).await;
+    assert_eq!(stable["pagination"]["hasMore"], json!(false));
+    sandbox.faults().set_unstable_ties(true);
+    let (_, first) = get(&sandbox, "/calls", &window).await;
+    let (_, second) = get(&sandbox, "/calls", &window).await;
+    let times = texts(&stable, "calls", "time");
+    assert!(times.len() > 30 && times.windows(2).any(|w| w[0] == w[1]));
+    assert_eq!(texts(&first, "calls", "time"), times);
+    assert_eq!(texts(&second, "calls", "time"), times);
+    assert_ne!(ids(&first, "calls"), ids(&second, "calls"));
+    assert_eq!(sorted(ids(&first, "calls")), sorted(ids(&stable, "calls")));
+    assert_eq!(sorted(ids(&second, "calls")), sorted(ids(&stable, "calls")));
+    let (_, desc) = get(
+        &sandbox,
+        "/calls",
+        &[
+            ("sortTime", "desc"),
+            ("includePrivate", "true"),
+            ("limit", "100"),
+        ],
+    )
+    .await;
+    let desc_times = texts(&desc, "calls", "time");
+    assert!(desc_times.windows(2).all(|w| w[0] >= w[1]));
+
+    // Paged in tens, position by position the times are still the sorted times of the tenant,
+    // yet ties cut by a page boundary make the pages skip and repeat calls.
+    let (mut paged_times, mut paged_ids) = (Vec::new(), Vec::new());
+    for skip in (0..500).step_by(10) {
+        let skip = skip.to_string();
+        let (_, page) = get(
+            &sandbox,
+            "/calls",
+            &[
+                ("sortTime", "asc"),
+                ("includePrivate", "true"),
+                ("limit", "10"),
+                ("skip", &skip),
+            ],
+        )
+        .await;
+        paged_times.extend(texts(&page, "calls", "time"));
+        paged_ids.extend(ids(&page, "calls"));
+    }
+    let tenant = json!({ "calls": sandbox.calls_snapshot() });
+    assert_eq!(paged_times, texts(&tenant, "calls", "time"));
+    assert_ne!(sorted(paged_ids), sorted(ids(&tenant, "calls")));
+
+    sandbox.faults().set_unstable_ties(false);
+    let (_, again) = get(&sandbox, "/calls", &window).await;
+    assert_eq!(again, stable);
+}
+
+#[tokio::test]
+async fn unstable_ties_shuffle_the_scorecards_per_request_over_the_same_matches() {
+    let sandbox = start(SandboxConfig {
+        scorecards: 80,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let all = [("limit", "100")];
+    let (_, stable) = get(&sandbox, "/scorecard", &all).await;
+    assert_eq!(get(&sandbox, "/scorecard", &all).await.1, stable);
+    sandbox.faults().set_unstable_ties(true);
+    let (_, first) = get(&sandbox, "/scorecard", &all).await;
+    let (_, second) = get(&sandbox, "/scorecard", &all).await;
+    let orders = [&stable, &first, &second].map(|page| ids(page, "scorecards"));
+    assert_ne!(orders[0], orders[1]);
+    assert_ne!(orders[1], orders[2]);
+    assert_eq!(orders[1].len(), 80);
+    let [stable_set, first_set, second_set] = orders.map(sorted);
+    assert_eq!(first_set, stable_set);
+    assert_eq!(second_set, stable_set);
+    assert_eq!(first["pagination"], stable["pagination"]);
 }

@@ -107,7 +107,9 @@ pub struct Faults {
     reset_every: AtomicUsize,
     successes: AtomicUsize,
     unstable_default_order: AtomicBool,
+    unstable_ties: AtomicBool,
     calls_requests: AtomicUsize,
+    scorecard_requests: AtomicUsize,
     mutations: Mutex<Vec<(usize, Mutation)>>,
     fail_write_next: Mutex<FailNext>,
     write_latency: Mutex<Duration>,
@@ -178,6 +180,15 @@ impl Faults {
     /// default order is then `time`, `id`, which the real API does not promise.
     pub fn set_unstable_default_order(&self, on: bool) {
         self.unstable_default_order.store(on, Ordering::SeqCst);
+    }
+
+    /// `/calls` with `sortTime` still orders by `time`, but calls sharing a `time` come in an
+    /// order that changes with every request (deterministically, from the `/calls` request
+    /// counter), as a backend paging with `skip` over a non-unique sort key may: pages then skip
+    /// and repeat records with nothing changing. `/scorecard`, which has no sort parameter,
+    /// answers all its matches in an order that changes with every request.
+    pub fn set_unstable_ties(&self, on: bool) {
+        self.unstable_ties.store(on, Ordering::SeqCst);
     }
 
     /// Applies `action` right after the `n`-th `/calls` request has been answered (counting
@@ -319,6 +330,17 @@ impl Faults {
     pub(crate) fn count_calls_request(&self) -> (usize, bool) {
         let n = self.calls_requests.fetch_add(1, Ordering::SeqCst) + 1;
         (n, self.unstable_default_order.load(Ordering::SeqCst))
+    }
+
+    /// Whether `/calls` shuffles the calls that share a `time`.
+    pub(crate) fn unstable_ties(&self) -> bool {
+        self.unstable_ties.load(Ordering::SeqCst)
+    }
+
+    /// Counts a `/scorecard` request; under unstable ties, the seed of its order.
+    pub(crate) fn count_scorecard_request(&self) -> Option<u64> {
+        let n = self.scorecard_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        self.unstable_ties().then_some(n as u64)
     }
 
     /// The mutations due after `/calls` request number `n`, removed from the queue.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
+use fastrand::Rng;
 
 use super::data::{CallFilter, CallOrder, Media};
 use super::query::Params;
@@ -60,7 +61,10 @@ pub(crate) async fn calls(
     };
     let response = {
         let data = shared.data();
-        let matches = data.find_calls(&filter, order);
+        let mut matches = data.find_calls(&filter, order);
+        if sort.is_some() && shared.faults.unstable_ties() {
+            data.shuffle_ties(&mut matches, request_number as u64);
+        }
         paged("calls", &matches, page, shared.faults.list_faults(), |i| {
             data.render_call(i, media)
         })
@@ -111,6 +115,7 @@ pub(crate) async fn topics(
 }
 
 /// `GET /scorecard`: paged like `/calls`; `filterTime*` applies to the scored call's time.
+/// The order is `time`, `id`, or a per-request shuffle under unstable ties.
 pub(crate) async fn scorecards(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
@@ -118,12 +123,16 @@ pub(crate) async fn scorecards(
     let params = Params::from_uri(&uri)?;
     let page = params.page(SCORECARD_DEFAULT_LIMIT, false)?;
     let time = params.range("filterTime")?;
+    let shuffle = shared.faults.count_scorecard_request();
     let data = shared.data();
-    let matches = data.find_scorecards(
+    let mut matches = data.find_scorecards(
         time,
         params.get("filterRepId"),
         params.get("filterScorerId"),
     );
+    if let Some(seed) = shuffle {
+        Rng::with_seed(seed).shuffle(&mut matches);
+    }
     Ok(paged(
         "scorecards",
         &matches,
