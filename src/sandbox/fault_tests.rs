@@ -9,8 +9,8 @@ use jiff::fmt::rfc2822::DateTimeParser;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use super::SandboxConfig;
 use super::tests::{get, get_response, ids, start, start_default, ts};
+use super::{Churn, ChurnScope, SandboxConfig};
 
 /// The raw `Date` headers of a response.
 fn date_headers(response: &reqwest::Response) -> Vec<String> {
@@ -309,4 +309,141 @@ async fn unstable_ties_shuffle_the_scorecards_per_request_over_the_same_matches(
     assert_eq!(first_set, stable_set);
     assert_eq!(second_set, stable_set);
     assert_eq!(first["pagination"], stable["pagination"]);
+}
+
+/// The calls of `after` that differ from `before`, both [`super::SandboxHandle::calls_snapshot`]s
+/// of a tenant whose call times did not change (so both list the calls in the same order).
+fn changed(before: &[Value], after: &[Value]) -> Vec<(Value, Value)> {
+    assert_eq!(before.len(), after.len());
+    before
+        .iter()
+        .zip(after)
+        .filter(|(old, new)| old != new)
+        .map(|(old, new)| (old.clone(), new.clone()))
+        .collect()
+}
+
+/// A skew that sets the server clock to `at`.
+fn skew_to(at: &str) -> SignedDuration {
+    Timestamp::now().duration_until(ts(at))
+}
+
+fn time_of(call: &Value, field: &str) -> Timestamp {
+    ts(call[field].as_str().expect("timestamp field"))
+}
+
+#[tokio::test]
+async fn churn_moves_one_recent_call_to_the_server_now_every_k_answered_listing_requests() {
+    let sandbox = start_default().await;
+    // A day after the tenant's history: its last week is in scope, and nothing was modified
+    // in the server's last minute.
+    sandbox
+        .faults()
+        .set_clock_skew(skew_to("2025-01-02T00:00:00Z"));
+    let week = SignedDuration::from_hours(7 * 24);
+    sandbox.faults().set_churn(Some(Churn {
+        every: 3,
+        scope: ChurnScope::Recent(week),
+    }));
+    let before = sandbox.calls_snapshot();
+
+    // Two listings answered 200; other routes, 400s and injected failures do not count.
+    get(&sandbox, "/calls", &[]).await;
+    get(&sandbox, "/users", &[]).await;
+    assert_eq!(get(&sandbox, "/calls", &[("limit", "101")]).await.0, 400);
+    sandbox.faults().fail_next(1, 502);
+    assert_eq!(get(&sandbox, "/scorecard", &[]).await.0, 502);
+    get(&sandbox, "/scorecard", &[]).await;
+    assert_eq!(sandbox.faults().churned_calls(), 0);
+    assert_eq!(sandbox.calls_snapshot(), before);
+
+    // The third answers the old data, the fourth sees the change.
+    let since = sandbox
+        .server_now()
+        .checked_sub(SignedDuration::from_mins(1))
+        .expect("in range")
+        .to_string();
+    let recent = [
+        ("filterModifiedGt", since.as_str()),
+        ("includePrivate", "true"),
+    ];
+    let (_, third) = get(&sandbox, "/calls", &recent).await;
+    assert_eq!(third["pagination"]["matched"], json!(0));
+    assert_eq!(sandbox.faults().churned_calls(), 1);
+    let (_, fourth) = get(&sandbox, "/calls", &recent).await;
+    let changes = changed(&before, &sandbox.calls_snapshot());
+    assert_eq!(changes.len(), 1);
+    let (old, new) = &changes[0];
+    assert_eq!(ids(&fourth, "calls"), [new["id"].as_str().expect("id")]);
+    assert_ne!(old["status"], new["status"]);
+    let now = sandbox.server_now();
+    let lag = time_of(new, "last_modified_time").duration_until(now);
+    assert!(
+        lag >= SignedDuration::ZERO && lag < SignedDuration::from_secs(5),
+        "{lag:?}"
+    );
+    let scope = now.checked_sub(week).expect("in range")..=now;
+    assert!(scope.contains(&time_of(new, "time")));
+
+    for _ in 0..26 {
+        get(&sandbox, "/scorecard", &[]).await;
+    }
+    assert_eq!(sandbox.faults().churned_calls(), 10);
+    let changes = changed(&before, &sandbox.calls_snapshot());
+    assert!((2..=10).contains(&changes.len()), "{}", changes.len());
+    for (old, new) in &changes {
+        assert!(scope.contains(&time_of(old, "time")));
+        assert!(time_of(new, "last_modified_time") > time_of(old, "last_modified_time"));
+    }
+
+    sandbox.faults().set_churn(None);
+    let settled = sandbox.calls_snapshot();
+    for _ in 0..3 {
+        get(&sandbox, "/calls", &[]).await;
+    }
+    assert_eq!(sandbox.calls_snapshot(), settled);
+}
+
+#[tokio::test]
+async fn churn_changes_nothing_while_no_call_is_in_scope() {
+    let sandbox = start_default().await;
+    // The tenant's history ends in 2025; the server clock is today's.
+    sandbox.faults().set_churn(Some(Churn {
+        every: 1,
+        scope: ChurnScope::Recent(SignedDuration::from_hours(24)),
+    }));
+    let before = sandbox.calls_snapshot();
+    for _ in 0..5 {
+        assert_eq!(get(&sandbox, "/calls", &[]).await.0, 200);
+    }
+    assert_eq!(sandbox.faults().churned_calls(), 0);
+    assert_eq!(sandbox.calls_snapshot(), before);
+}
+
+#[tokio::test]
+async fn churn_picks_the_same_calls_and_statuses_for_the_same_seed() {
+    let churned = |seed: u64| async move {
+        let sandbox = start(SandboxConfig {
+            seed,
+            ..SandboxConfig::default()
+        })
+        .await;
+        sandbox.faults().set_churn(Some(Churn {
+            every: 1,
+            scope: ChurnScope::Anywhere,
+        }));
+        let before = sandbox.calls_snapshot();
+        for _ in 0..5 {
+            get(&sandbox, "/scorecard", &[]).await;
+        }
+        assert_eq!(sandbox.faults().churned_calls(), 5);
+        changed(&before, &sandbox.calls_snapshot())
+            .into_iter()
+            .map(|(_, new)| (new["id"].clone(), new["status"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let first = churned(42).await;
+    assert!(!first.is_empty());
+    assert_eq!(churned(42).await, first);
+    assert_ne!(churned(7).await, first);
 }

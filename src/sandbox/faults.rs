@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::data::MsRange;
 use super::reply::{ApiError, ListFaults};
 use super::{SandboxHandle, lock};
 
@@ -36,6 +37,47 @@ impl std::fmt::Debug for Mutation {
             Mutation::Custom(_) => f.write_str("Custom"),
         }
     }
+}
+
+/// Data changing while it is read (see [`Faults::set_churn`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Churn {
+    /// One status change after every `every`-th answered listing request; 0 never changes any.
+    pub every: usize,
+    /// Which calls may change.
+    pub scope: ChurnScope,
+}
+
+/// The calls churn may pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChurnScope {
+    /// Calls whose `time` is within this duration before the server's now.
+    Recent(SignedDuration),
+    /// Any call.
+    Anywhere,
+}
+
+impl ChurnScope {
+    /// The `time`s (epoch ms) in scope when the server clock reads `now`.
+    pub(crate) fn times(self, now: i64) -> MsRange {
+        match self {
+            ChurnScope::Recent(within) => {
+                let within = i64::try_from(within.as_millis().max(0)).unwrap_or(i64::MAX);
+                MsRange {
+                    gt: Some(now.saturating_sub(within).saturating_sub(1)),
+                    lt: Some(now.saturating_add(1)),
+                }
+            }
+            ChurnScope::Anywhere => MsRange::default(),
+        }
+    }
+}
+
+/// The churn in force and the listing requests answered since it was set.
+#[derive(Default)]
+struct ChurnState {
+    churn: Option<Churn>,
+    answered: usize,
 }
 
 /// "Fail the next `remaining` requests with `status`".
@@ -118,6 +160,8 @@ pub struct Faults {
     null_empty_lists: AtomicBool,
     failing_details: Mutex<FailingDetails>,
     index_delay: Mutex<Duration>,
+    churn: Mutex<ChurnState>,
+    churned: AtomicUsize,
 }
 
 /// Waits out an injected latency, if one is set.
@@ -197,6 +241,22 @@ impl Faults {
     /// after the next `/calls` request.
     pub fn mutate_after_calls_requests(&self, n: usize, action: Mutation) {
         lock(&self.mutations).push((n, action));
+    }
+
+    /// Data changing while it is read, as on a busy workspace where recent calls change
+    /// status every few seconds. After every `churn.every`-th answered listing request
+    /// (`/calls` and `/scorecard` requests answered 200, counted together from this call on),
+    /// one call in `churn.scope`, picked by a stream seeded from the tenant's seed, gets another
+    /// status and the server's now as its `last_modified_time`. The change lands once the
+    /// answer is rendered: request n sees the old data, request n + 1 the new. Nothing happens
+    /// while no call is in scope. `None` turns churn off.
+    pub fn set_churn(&self, churn: Option<Churn>) {
+        *lock(&self.churn) = ChurnState { churn, answered: 0 };
+    }
+
+    /// How many status changes churn has applied so far.
+    pub fn churned_calls(&self) -> usize {
+        self.churned.load(Ordering::SeqCst)
     }
 
     /// The next `n` requests to the write family (`create-*`, `get-*`, `update-*`,
@@ -341,6 +401,20 @@ impl Faults {
     pub(crate) fn count_scorecard_request(&self) -> Option<u64> {
         let n = self.scorecard_requests.fetch_add(1, Ordering::SeqCst) + 1;
         self.unstable_ties().then_some(n as u64)
+    }
+
+    /// Counts an answered listing request; the churn due after it, if any, as the event's
+    /// number (the listing count since churn was set) and the scope.
+    pub(crate) fn count_listing_answer(&self) -> Option<(u64, ChurnScope)> {
+        let mut state = lock(&self.churn);
+        let churn = state.churn?;
+        state.answered += 1;
+        (churn.every > 0 && state.answered.is_multiple_of(churn.every))
+            .then_some((state.answered as u64, churn.scope))
+    }
+
+    pub(crate) fn count_churned_call(&self) {
+        self.churned.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The mutations due after `/calls` request number `n`, removed from the queue.

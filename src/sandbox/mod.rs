@@ -49,10 +49,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use data::{Dataset, Media, Shape};
-use reply::ApiError;
+use reply::{ApiError, Listing};
 use store::{CrmKind, Writes};
 
-pub use faults::{Faults, Mutation};
+pub use faults::{Churn, ChurnScope, Faults, Mutation};
 pub use store::{Counts, WriteStore};
 
 /// What the sandbox serves and how.
@@ -184,7 +184,19 @@ impl Shared {
         }
     }
 
-    /// Auth, then the request faults, then the route, then the body faults and size cap.
+    /// Counts an answered listing request and applies the churn due after it, if any.
+    fn churn_after_listing(&self) {
+        let Some((event, scope)) = self.faults.count_listing_answer() else {
+            return;
+        };
+        let now = self.faults.server_now().as_millisecond();
+        if self.data_mut().churn(scope.times(now), event, now) {
+            self.faults.count_churned_call();
+        }
+    }
+
+    /// Auth, then the request faults, then the route, then the size cap, churn and the body
+    /// faults.
     async fn gateway(&self, request: Request, next: Next) -> Response {
         if let Err(err) = self.authenticate(request.headers()) {
             return err.into_response();
@@ -198,6 +210,9 @@ impl Shared {
             return ApiError::injected(502).into_response();
         };
         if parts.status == StatusCode::OK {
+            if parts.extensions.get::<Listing>().is_some() {
+                self.churn_after_listing();
+            }
             if self.faults.reset_this_success() {
                 return cut_connection(parts, bytes);
             }

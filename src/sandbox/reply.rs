@@ -80,6 +80,11 @@ pub(crate) struct PageRequest {
     pub with_pagination: bool,
 }
 
+/// Marks a `/calls` or `/scorecard` page, so that the gateway counts it for churn once it
+/// is sure to be answered 200.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Listing;
+
 /// How a list answer departs from the truth, as set on [`super::Faults`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ListFaults {
@@ -120,7 +125,8 @@ impl<T: Serialize> Serialize for Page<'_, T> {
 
 /// Answers one page of `matches` (every match of the filter, in order) under `key`,
 /// rendering only the records on the page. `matched` counts all matches, unless `faults`
-/// caps it; `faults` may also turn an empty page's `[]` into `null`.
+/// caps it; `faults` may also turn an empty page's `[]` into `null`. The response carries the
+/// [`Listing`] mark.
 pub(crate) fn paged<M: Copy, T: Serialize>(
     key: &'static str,
     matches: &[M],
@@ -140,9 +146,11 @@ pub(crate) fn paged<M: Copy, T: Serialize>(
         next_page_skip: has_more.then_some(end),
     });
     let null = records.is_empty() && faults.null_when_empty;
-    ok_json(&Page {
+    let mut response = ok_json(&Page {
         key,
         records: (!null).then_some(&records),
         pagination,
-    })
+    });
+    response.extensions_mut().insert(Listing);
+    response
 }
