@@ -3,7 +3,10 @@
 //!
 //! It follows `clari-copilot-api.md` (auth before routing, `skip`/`limit` bounds, the
 //! `pagination` envelope without `nextPageSkip` on the last page, strict time filters, private
-//! calls, the 6 MB gateway cap answered with 502) and adds runtime-switchable [`Faults`].
+//! calls, the 6 MB gateway cap answered with 502) and adds runtime-switchable [`Faults`]: the
+//! transport's (errors, latency, rate limits, broken bodies) and the data's (churn, unstable
+//! orders, pagination that disagrees with itself, `null` lists, failing details, late indexing),
+//! all timed by a server clock that may be skewed and that every answer's `Date` header shows.
 //! It deliberately shares no code with the connector: a fake that reused the connector's
 //! types would agree with the connector's bugs.
 //!
