@@ -192,6 +192,7 @@ fn mix(seed: u64, stream: u64, index: u64) -> u64 {
 const CALL_STREAM: u64 = 1;
 const DETAILS_STREAM: u64 = 2;
 const SCORECARD_STREAM: u64 = 3;
+const CHURN_STREAM: u64 = 4;
 
 /// Picks one element; `None` only for an empty slice.
 fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> Option<&'a T> {
@@ -213,6 +214,15 @@ pub(crate) struct MsRange {
 impl MsRange {
     pub(crate) fn contains(&self, ms: i64) -> bool {
         self.gt.is_none_or(|gt| ms > gt) && self.lt.is_none_or(|lt| ms < lt)
+    }
+
+    /// The range further limited to keys at most `last` (`None` leaves it as it is).
+    pub(crate) fn at_most(self, last: Option<i64>) -> MsRange {
+        let lt = last.map(|last| last.saturating_add(1));
+        MsRange {
+            lt: self.lt.into_iter().chain(lt).min(),
+            ..self
+        }
     }
 
     /// The positions in `sorted` (ascending by `key`) whose keys lie in the range.
@@ -721,6 +731,16 @@ impl Dataset {
         matches
     }
 
+    /// Shuffles every run of calls sharing a `time` in `matches` (ordered by `time`) with the
+    /// stream seeded by `seed`, leaving the `time` order itself alone.
+    pub(crate) fn shuffle_ties(&self, matches: &mut [u32], seed: u64) {
+        let mut rng = Rng::with_seed(seed);
+        let time = |i: &u32| self.calls[*i as usize].time;
+        for run in matches.chunk_by_mut(|a, b| time(a) == time(b)) {
+            rng.shuffle(run);
+        }
+    }
+
     /// Ids of the private calls (privacy is not part of the rendered record).
     pub(crate) fn private_call_ids(&self) -> Vec<String> {
         self.calls
@@ -751,9 +771,33 @@ impl Dataset {
             .iter()
             .position(|s| *s == status)
             .unwrap_or_else(|| panic!("sandbox: unknown CallStatus {status}"));
+        self.set_status(index, status as u8, modified);
+    }
+
+    /// Churn event number `event`: one call whose `time` lies in `times`, picked by the
+    /// event's own stream, changes to another status modified at `modified`. False when no
+    /// call is in range. The candidates are a binary search on the `time` index away, so this
+    /// stays cheap on a million calls.
+    pub(crate) fn churn(&mut self, times: MsRange, event: u64, modified: i64) -> bool {
+        let calls = &self.calls;
+        let candidates = times.bounds(&self.by_time, |&i| calls[i as usize].time);
+        if candidates.is_empty() {
+            return false;
+        }
+        let mut rng = Rng::with_seed(mix(self.shape.seed, CHURN_STREAM, event));
+        let index = self.by_time[rng.usize(candidates)];
+        let statuses = CALL_STATUSES.len() as u8;
+        let status = (calls[index as usize].status + rng.u8(1..statuses)) % statuses;
+        self.set_status(index, status, modified);
+        true
+    }
+
+    /// The status change behind [`Dataset::touch_call`] and [`Dataset::churn`]; keeps the
+    /// modified-time index sorted.
+    fn set_status(&mut self, index: u32, status: u8, modified: i64) {
         self.remove_from_modified_index(index);
         let call = &mut self.calls[index as usize];
-        call.status = status as u8;
+        call.status = status;
         call.modified = modified;
         self.insert_into_modified_index(index);
     }

@@ -1,14 +1,15 @@
 //! Runtime-switchable fault injection. Every switch is thread-safe, takes effect on the next
 //! request, and can be flipped while a connector is mid-sync.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
-use super::reply::ApiError;
+use super::data::MsRange;
+use super::reply::{ApiError, ListFaults};
 use super::{SandboxHandle, lock};
 
 /// A data change applied after a given `/calls` request, to model data that moves while a
@@ -38,6 +39,47 @@ impl std::fmt::Debug for Mutation {
     }
 }
 
+/// Data changing while it is read (see [`Faults::set_churn`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Churn {
+    /// One status change after every `every`-th answered listing request; 0 never changes any.
+    pub every: usize,
+    /// Which calls may change.
+    pub scope: ChurnScope,
+}
+
+/// The calls churn may pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChurnScope {
+    /// Calls whose `time` is within this duration before the server's now.
+    Recent(SignedDuration),
+    /// Any call.
+    Anywhere,
+}
+
+impl ChurnScope {
+    /// The `time`s (epoch ms) in scope when the server clock reads `now`.
+    pub(crate) fn times(self, now: i64) -> MsRange {
+        match self {
+            ChurnScope::Recent(within) => {
+                let within = i64::try_from(within.as_millis().max(0)).unwrap_or(i64::MAX);
+                MsRange {
+                    gt: Some(now.saturating_sub(within).saturating_sub(1)),
+                    lt: Some(now.saturating_add(1)),
+                }
+            }
+            ChurnScope::Anywhere => MsRange::default(),
+        }
+    }
+}
+
+/// The churn in force and the listing requests answered since it was set.
+#[derive(Default)]
+struct ChurnState {
+    churn: Option<Churn>,
+    answered: usize,
+}
+
 /// "Fail the next `remaining` requests with `status`".
 #[derive(Default)]
 struct FailNext {
@@ -56,6 +98,13 @@ impl FailNext {
             self.status
         })
     }
+}
+
+/// The `/call-details` ids that always fail, and their status.
+#[derive(Default)]
+struct FailingDetails {
+    ids: HashSet<String>,
+    status: u16,
 }
 
 /// Requests admitted in the last second, for the rolling-window rate limit.
@@ -100,10 +149,19 @@ pub struct Faults {
     reset_every: AtomicUsize,
     successes: AtomicUsize,
     unstable_default_order: AtomicBool,
+    unstable_ties: AtomicBool,
     calls_requests: AtomicUsize,
+    scorecard_requests: AtomicUsize,
     mutations: Mutex<Vec<(usize, Mutation)>>,
     fail_write_next: Mutex<FailNext>,
     write_latency: Mutex<Duration>,
+    clock_skew: Mutex<SignedDuration>,
+    matched_cap: Mutex<Option<usize>>,
+    null_empty_lists: AtomicBool,
+    failing_details: Mutex<FailingDetails>,
+    index_delay: Mutex<Duration>,
+    churn: Mutex<ChurnState>,
+    churned: AtomicUsize,
 }
 
 /// Waits out an injected latency, if one is set.
@@ -168,12 +226,37 @@ impl Faults {
         self.unstable_default_order.store(on, Ordering::SeqCst);
     }
 
+    /// `/calls` with `sortTime` still orders by `time`, but calls sharing a `time` come in an
+    /// order that changes with every request (deterministically, from the `/calls` request
+    /// counter), as a backend paging with `skip` over a non-unique sort key may: pages then skip
+    /// and repeat records with nothing changing. `/scorecard`, which has no sort parameter,
+    /// answers all its matches in an order that changes with every request.
+    pub fn set_unstable_ties(&self, on: bool) {
+        self.unstable_ties.store(on, Ordering::SeqCst);
+    }
+
     /// Applies `action` right after the `n`-th `/calls` request has been answered (counting
     /// from 1 the `/calls` requests with valid parameters that no request fault failed):
     /// request `n` sees the old data, request `n + 1` the new. An `n` already passed applies
     /// after the next `/calls` request.
     pub fn mutate_after_calls_requests(&self, n: usize, action: Mutation) {
         lock(&self.mutations).push((n, action));
+    }
+
+    /// Data changing while it is read, as on a busy workspace where recent calls change
+    /// status every few seconds. After every `churn.every`-th answered listing request
+    /// (`/calls` and `/scorecard` requests answered 200, counted together from this call on),
+    /// one call in `churn.scope`, picked by a stream seeded from the tenant's seed, gets another
+    /// status and the server's now as its `last_modified_time`. The change lands once the
+    /// answer is rendered: request n sees the old data, request n + 1 the new. Nothing happens
+    /// while no call is in scope. `None` turns churn off.
+    pub fn set_churn(&self, churn: Option<Churn>) {
+        *lock(&self.churn) = ChurnState { churn, answered: 0 };
+    }
+
+    /// How many status changes churn has applied so far.
+    pub fn churned_calls(&self) -> usize {
+        self.churned.load(Ordering::SeqCst)
     }
 
     /// The next `n` requests to the write family (`create-*`, `get-*`, `update-*`,
@@ -185,6 +268,79 @@ impl Faults {
     /// Delay added to every request of the write family (on top of [`Faults::set_latency`]).
     pub fn set_write_latency(&self, latency: Duration) {
         *lock(&self.write_latency) = latency;
+    }
+
+    /// Sets the server clock to the machine clock plus `skew` (negative: the server is
+    /// behind). The server clock stamps every answer's `Date` header and is the "now" of every
+    /// other fault; see [`SandboxHandle::server_now`].
+    pub fn set_clock_skew(&self, skew: SignedDuration) {
+        *lock(&self.clock_skew) = skew;
+    }
+
+    /// The machine clock plus the skew, stopping at jiff's range limits.
+    pub(crate) fn server_now(&self) -> Timestamp {
+        let now = Timestamp::now();
+        // Saturating arithmetic with a `SignedDuration` cannot fail; `now` is only a formality.
+        now.saturating_add(*lock(&self.clock_skew)).unwrap_or(now)
+    }
+
+    /// `/calls` and `/scorecard` report `pagination.matched` as at most `cap`, while
+    /// `hasMore` and `nextPageSkip` stay computed from the real matches: the envelope then
+    /// disagrees with itself, and a reader that takes `matched` for the truth stops short.
+    /// `None` turns it off.
+    pub fn set_matched_cap(&self, cap: Option<usize>) {
+        *lock(&self.matched_cap) = cap;
+    }
+
+    /// A `/calls` or `/scorecard` page without records answers `"calls": null` /
+    /// `"scorecards": null` instead of `[]`, as the API's own fixtures show for empty arrays
+    /// elsewhere.
+    pub fn set_null_empty_lists(&self, on: bool) {
+        self.null_empty_lists.store(on, Ordering::SeqCst);
+    }
+
+    /// `GET /call-details?id=<one of ids>` always answers `status` with the gateway's body,
+    /// as Clari answers 502 for a call whose details exceed the ~6 MB response cap: retrying
+    /// never helps. Other ids are unaffected. Each call replaces the list; an empty list turns
+    /// the fault off.
+    pub fn fail_details_for(&self, ids: Vec<String>, status: u16) {
+        *lock(&self.failing_details) = FailingDetails {
+            ids: ids.into_iter().collect(),
+            status,
+        };
+    }
+
+    /// The status `/call-details` must answer for `id`, if it is one that always fails.
+    pub(crate) fn details_failure(&self, id: &str) -> Option<u16> {
+        let failing = lock(&self.failing_details);
+        failing.ids.contains(id).then_some(failing.status)
+    }
+
+    /// Late indexing: a call shows in `/calls` (under every filter, `matched` included) only
+    /// once the server clock has passed its `last_modified_time` by `delay`, as Clari indexes
+    /// a modified call a little after its modification time. A reader whose upper bound is the
+    /// server's now skips calls that appear behind it. `/call-details` is unaffected; zero turns
+    /// the fault off.
+    pub fn set_index_delay(&self, delay: Duration) {
+        *lock(&self.index_delay) = delay;
+    }
+
+    /// The latest `last_modified_time` (epoch ms) `/calls` has indexed, `None` without a delay.
+    pub(crate) fn indexed_until(&self) -> Option<i64> {
+        let delay = *lock(&self.index_delay);
+        (!delay.is_zero()).then(|| {
+            self.server_now()
+                .saturating_sub(delay)
+                .map_or(i64::MIN, Timestamp::as_millisecond)
+        })
+    }
+
+    /// The faults that shape the next list answer.
+    pub(crate) fn list_faults(&self) -> ListFaults {
+        ListFaults {
+            matched_cap: *lock(&self.matched_cap),
+            null_when_empty: self.null_empty_lists.load(Ordering::SeqCst),
+        }
     }
 
     /// The faults decided before an authenticated request runs: latency, rate limit,
@@ -234,6 +390,31 @@ impl Faults {
     pub(crate) fn count_calls_request(&self) -> (usize, bool) {
         let n = self.calls_requests.fetch_add(1, Ordering::SeqCst) + 1;
         (n, self.unstable_default_order.load(Ordering::SeqCst))
+    }
+
+    /// Whether `/calls` shuffles the calls that share a `time`.
+    pub(crate) fn unstable_ties(&self) -> bool {
+        self.unstable_ties.load(Ordering::SeqCst)
+    }
+
+    /// Counts a `/scorecard` request; under unstable ties, the seed of its order.
+    pub(crate) fn count_scorecard_request(&self) -> Option<u64> {
+        let n = self.scorecard_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        self.unstable_ties().then_some(n as u64)
+    }
+
+    /// Counts an answered listing request; the churn due after it, if any, as the event's
+    /// number (the listing count since churn was set) and the scope.
+    pub(crate) fn count_listing_answer(&self) -> Option<(u64, ChurnScope)> {
+        let mut state = lock(&self.churn);
+        let churn = state.churn?;
+        state.answered += 1;
+        (churn.every > 0 && state.answered.is_multiple_of(churn.every))
+            .then_some((state.answered as u64, churn.scope))
+    }
+
+    pub(crate) fn count_churned_call(&self) {
+        self.churned.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The mutations due after `/calls` request number `n`, removed from the queue.

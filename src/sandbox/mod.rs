@@ -3,7 +3,10 @@
 //!
 //! It follows `clari-copilot-api.md` (auth before routing, `skip`/`limit` bounds, the
 //! `pagination` envelope without `nextPageSkip` on the last page, strict time filters, private
-//! calls, the 6 MB gateway cap answered with 502) and adds runtime-switchable [`Faults`].
+//! calls, the 6 MB gateway cap answered with 502) and adds runtime-switchable [`Faults`]: the
+//! transport's (errors, latency, rate limits, broken bodies) and the data's (churn, unstable
+//! orders, pagination that disagrees with itself, `null` lists, failing details, late indexing),
+//! all timed by a server clock that may be skewed and that every answer's `Date` header shows.
 //! It deliberately shares no code with the connector: a fake that reused the connector's
 //! types would agree with the connector's bugs.
 //!
@@ -19,6 +22,8 @@
 //! ```
 
 mod data;
+#[cfg(test)]
+mod fault_tests;
 mod faults;
 mod query;
 mod read;
@@ -41,15 +46,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::serve::ListenerExt;
 use jiff::Timestamp;
+use jiff::fmt::rfc2822::DateTimePrinter;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use data::{Dataset, Media, Shape};
-use reply::ApiError;
+use reply::{ApiError, Listing};
 use store::{CrmKind, Writes};
 
-pub use faults::{Faults, Mutation};
+pub use faults::{Churn, ChurnScope, Faults, Mutation};
 pub use store::{Counts, WriteStore};
 
 /// What the sandbox serves and how.
@@ -181,7 +187,19 @@ impl Shared {
         }
     }
 
-    /// Auth, then the request faults, then the route, then the body faults and size cap.
+    /// Counts an answered listing request and applies the churn due after it, if any.
+    fn churn_after_listing(&self) {
+        let Some((event, scope)) = self.faults.count_listing_answer() else {
+            return;
+        };
+        let now = self.faults.server_now().as_millisecond();
+        if self.data_mut().churn(scope.times(now), event, now) {
+            self.faults.count_churned_call();
+        }
+    }
+
+    /// Auth, then the request faults, then the route, then the size cap, churn and the body
+    /// faults.
     async fn gateway(&self, request: Request, next: Next) -> Response {
         if let Err(err) = self.authenticate(request.headers()) {
             return err.into_response();
@@ -195,6 +213,9 @@ impl Shared {
             return ApiError::injected(502).into_response();
         };
         if parts.status == StatusCode::OK {
+            if parts.extensions.get::<Listing>().is_some() {
+                self.churn_after_listing();
+            }
             if self.faults.reset_this_success() {
                 return cut_connection(parts, bytes);
             }
@@ -237,6 +258,21 @@ async fn journal(State(shared): State<Arc<Shared>>, request: Request, next: Next
         time,
         answered: Timestamp::now(),
     });
+    response
+}
+
+/// Outermost layer: every answer (401s and 404s included) carries a `Date` header from the
+/// server clock, as the real gateway's do. hyper adds its own `Date` only to a response that has
+/// none, so this one is the one sent.
+async fn server_date(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let now = shared.faults.server_now();
+    // Only years outside 0..=9999 cannot be printed; hyper's machine-clock date then stands.
+    if let Ok(date) = DateTimePrinter::new().timestamp_to_rfc9110_string(&now)
+        && let Ok(value) = HeaderValue::try_from(date)
+    {
+        response.headers_mut().insert(header::DATE, value);
+    }
     response
 }
 
@@ -315,6 +351,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(writes)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), journal))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            server_date,
+        ))
         .with_state(shared)
 }
 
@@ -327,6 +367,12 @@ impl SandboxHandle {
     /// The runtime fault switches.
     pub fn faults(&self) -> &Faults {
         &self.0.faults
+    }
+
+    /// The server's clock: the machine clock plus [`Faults::set_clock_skew`]. It stamps the
+    /// `Date` header, and it is the "now" of churn and late indexing.
+    pub fn server_now(&self) -> Timestamp {
+        self.0.faults.server_now()
     }
 
     /// Every request so far, in order of completion (each carries its arrival time).

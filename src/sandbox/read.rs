@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
+use fastrand::Rng;
 
 use super::data::{CallFilter, CallOrder, Media};
 use super::query::Params;
@@ -26,7 +27,8 @@ fn media(params: &Params) -> Result<Media, ApiError> {
     })
 }
 
-/// `GET /calls`. After answering, applies the mutations due after this request.
+/// `GET /calls`. Calls modified too recently to be indexed are left out. After answering,
+/// applies the mutations due after this request.
 pub(crate) async fn calls(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
@@ -35,7 +37,9 @@ pub(crate) async fn calls(
     let page = params.page(CALLS_DEFAULT_LIMIT, true)?;
     let filter = CallFilter {
         time: params.range("filterTime")?,
-        modified: params.range("filterModified")?,
+        modified: params
+            .range("filterModified")?
+            .at_most(shared.faults.indexed_until()),
         include_private: params.flag("includePrivate", false)?,
     };
     let media = media(&params)?;
@@ -57,8 +61,13 @@ pub(crate) async fn calls(
     };
     let response = {
         let data = shared.data();
-        let matches = data.find_calls(&filter, order);
-        paged("calls", &matches, page, |i| data.render_call(i, media))
+        let mut matches = data.find_calls(&filter, order);
+        if sort.is_some() && shared.faults.unstable_ties() {
+            data.shuffle_ties(&mut matches, request_number as u64);
+        }
+        paged("calls", &matches, page, shared.faults.list_faults(), |i| {
+            data.render_call(i, media)
+        })
     };
     let handle = SandboxHandle(Arc::clone(&shared));
     for mutation in shared.faults.due_mutations(request_number) {
@@ -67,7 +76,7 @@ pub(crate) async fn calls(
     Ok(response)
 }
 
-/// `GET /call-details?id=`: 404 for an unknown id.
+/// `GET /call-details?id=`: 404 for an unknown id, the injected status for an id set to fail.
 pub(crate) async fn call_details(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
@@ -77,6 +86,9 @@ pub(crate) async fn call_details(
     let id = params
         .get("id")
         .ok_or_else(|| ApiError::bad_request("id is required"))?;
+    if let Some(status) = shared.faults.details_failure(id) {
+        return Err(ApiError::injected(status));
+    }
     let data = shared.data();
     let details = data
         .render_call_details(id, media)
@@ -103,6 +115,7 @@ pub(crate) async fn topics(
 }
 
 /// `GET /scorecard`: paged like `/calls`; `filterTime*` applies to the scored call's time.
+/// The order is `time`, `id`, or a per-request shuffle under unstable ties.
 pub(crate) async fn scorecards(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
@@ -110,15 +123,23 @@ pub(crate) async fn scorecards(
     let params = Params::from_uri(&uri)?;
     let page = params.page(SCORECARD_DEFAULT_LIMIT, false)?;
     let time = params.range("filterTime")?;
+    let shuffle = shared.faults.count_scorecard_request();
     let data = shared.data();
-    let matches = data.find_scorecards(
+    let mut matches = data.find_scorecards(
         time,
         params.get("filterRepId"),
         params.get("filterScorerId"),
     );
-    Ok(paged("scorecards", &matches, page, |i| {
-        data.render_scorecard(i)
-    }))
+    if let Some(seed) = shuffle {
+        Rng::with_seed(seed).shuffle(&mut matches);
+    }
+    Ok(paged(
+        "scorecards",
+        &matches,
+        page,
+        shared.faults.list_faults(),
+        |i| data.render_scorecard(i),
+    ))
 }
 
 /// `GET /scorecard-template`, under the configured key (`scorecardTemplates` by default).

@@ -80,6 +80,20 @@ pub(crate) struct PageRequest {
     pub with_pagination: bool,
 }
 
+/// Marks a `/calls` or `/scorecard` page, so that the gateway counts it for churn once it
+/// is sure to be answered 200.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Listing;
+
+/// How a list answer departs from the truth, as set on [`super::Faults`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ListFaults {
+    /// `pagination.matched` reports at most this many (`hasMore` and `nextPageSkip` stay true).
+    pub matched_cap: Option<usize>,
+    /// A page without records answers `null` under its key instead of `[]`.
+    pub null_when_empty: bool,
+}
+
 /// The API's `PaginationInfo`; `nextPageSkip` is left out on the last page.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -90,17 +104,18 @@ struct Pagination {
     next_page_skip: Option<usize>,
 }
 
-/// One page of a list response: `{"<key>": [...], "pagination": {...}}`.
+/// One page of a list response: `{"<key>": [...], "pagination": {...}}`, with `null` for
+/// the records when they are `None`.
 struct Page<'a, T> {
     key: &'static str,
-    records: &'a [T],
+    records: Option<&'a [T]>,
     pagination: Option<Pagination>,
 }
 
 impl<T: Serialize> Serialize for Page<'_, T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry(self.key, self.records)?;
+        map.serialize_entry(self.key, &self.records)?;
         if let Some(pagination) = &self.pagination {
             map.serialize_entry("pagination", pagination)?;
         }
@@ -109,11 +124,14 @@ impl<T: Serialize> Serialize for Page<'_, T> {
 }
 
 /// Answers one page of `matches` (every match of the filter, in order) under `key`,
-/// rendering only the records on the page. `matched` counts all matches.
+/// rendering only the records on the page. `matched` counts all matches, unless `faults`
+/// caps it; `faults` may also turn an empty page's `[]` into `null`. The response carries the
+/// [`Listing`] mark.
 pub(crate) fn paged<M: Copy, T: Serialize>(
     key: &'static str,
     matches: &[M],
     page: PageRequest,
+    faults: ListFaults,
     render: impl Fn(M) -> T,
 ) -> Response {
     let start = page.skip.min(matches.len());
@@ -121,13 +139,18 @@ pub(crate) fn paged<M: Copy, T: Serialize>(
     let records: Vec<T> = matches[start..end].iter().map(|&m| render(m)).collect();
     let has_more = end < matches.len();
     let pagination = page.with_pagination.then_some(Pagination {
-        matched: matches.len(),
+        matched: faults
+            .matched_cap
+            .map_or(matches.len(), |cap| cap.min(matches.len())),
         has_more,
         next_page_skip: has_more.then_some(end),
     });
-    ok_json(&Page {
+    let null = records.is_empty() && faults.null_when_empty;
+    let mut response = ok_json(&Page {
         key,
-        records: &records,
+        records: (!null).then_some(&records),
         pagination,
-    })
+    });
+    response.extensions_mut().insert(Listing);
+    response
 }

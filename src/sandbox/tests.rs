@@ -8,28 +8,36 @@ use serde_json::{Value, json};
 
 use super::{Mutation, Sandbox, SandboxConfig};
 
-const KEY: &str = "sandbox-key";
-const PASSWORD: &str = "sandbox-password";
+pub(super) const KEY: &str = "sandbox-key";
+pub(super) const PASSWORD: &str = "sandbox-password";
 
-async fn start(config: SandboxConfig) -> Sandbox {
+pub(super) async fn start(config: SandboxConfig) -> Sandbox {
     Sandbox::start(config).await.expect("sandbox starts")
 }
 
-async fn start_default() -> Sandbox {
+pub(super) async fn start_default() -> Sandbox {
     start(SandboxConfig::default()).await
 }
 
-/// An authenticated GET; answers the status and the body parsed as JSON (Null if not JSON).
-async fn get(sandbox: &Sandbox, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
-    let response = reqwest::Client::new()
+/// An authenticated GET, its response unread (for its headers).
+pub(super) async fn get_response(
+    sandbox: &Sandbox,
+    path: &str,
+    query: &[(&str, &str)],
+) -> reqwest::Response {
+    reqwest::Client::new()
         .get(format!("{}{path}", sandbox.base_url()))
         .query(query)
         .header("X-Api-Key", KEY)
         .header("X-Api-Password", PASSWORD)
         .send()
         .await
-        .expect("request succeeds");
-    decode(response).await
+        .expect("request succeeds")
+}
+
+/// An authenticated GET; answers the status and the body parsed as JSON (Null if not JSON).
+pub(super) async fn get(sandbox: &Sandbox, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
+    decode(get_response(sandbox, path, query).await).await
 }
 
 /// An authenticated request with a JSON body.
@@ -45,7 +53,7 @@ async fn send(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: Valu
     decode(response).await
 }
 
-async fn decode(response: reqwest::Response) -> (u16, Value) {
+pub(super) async fn decode(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let bytes = response.bytes().await.expect("body");
     (
@@ -54,7 +62,7 @@ async fn decode(response: reqwest::Response) -> (u16, Value) {
     )
 }
 
-fn ids(page: &Value, key: &str) -> Vec<String> {
+pub(super) fn ids(page: &Value, key: &str) -> Vec<String> {
     page[key]
         .as_array()
         .expect("records array")
@@ -63,7 +71,7 @@ fn ids(page: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-fn ts(s: &str) -> Timestamp {
+pub(super) fn ts(s: &str) -> Timestamp {
     s.parse().expect("timestamp")
 }
 
