@@ -730,11 +730,18 @@ impl WindowedReader<'_> {
     /// Queues the first pages of the windows after the current one, so the rate limit stays
     /// busy across window boundaries, and, once the next window's first page is in and shows
     /// it is to be paged, that window's other pages. Answers wait in the pipeline until read.
+    ///
+    /// Never the open tail's: it gains the calls that leave the closed windows while they are
+    /// read, so it is asked for only once they are all done.
     fn look_ahead(&self, pipeline: &mut Pipeline<'_, Span>, run: &Run) {
-        for next in run.pending.iter().take(CONCURRENCY) {
+        let closed = run
+            .pending
+            .iter()
+            .take_while(|next| next.window.hi.is_some());
+        for next in closed.take(CONCURRENCY) {
             pipeline.push(first_tag(next.id), self.first_span(next.window));
         }
-        let Some(next) = run.pending.front() else {
+        let Some(next) = run.pending.front().filter(|next| next.window.hi.is_some()) else {
             return;
         };
         let Some(Ok((bodies, limit))) = pipeline.answer(first_tag(next.id)) else {
@@ -804,15 +811,18 @@ impl WindowedReader<'_> {
             .map(|k| u64::from(self.page_size) + k * u64::from(limit))
             .take_while(|skip| *skip < matched)
             .collect();
-        let last = skips.last().copied();
+        // Any of the last few requests may be answered last; each of them carries `matched`,
+        // so a call leaving the window before the last answer shows, whichever that is.
+        let proof = skips.len().saturating_sub(CONCURRENCY);
         let want_all = !self.windowing.optional_pagination;
         skips
             .into_iter()
-            .map(|skip| Span {
+            .enumerate()
+            .map(|(index, skip)| Span {
                 window,
                 skip,
                 len: limit,
-                pagination: want_all || Some(skip) == last,
+                pagination: want_all || index >= proof,
             })
             .collect()
     }
