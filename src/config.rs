@@ -10,7 +10,7 @@ use std::path::Path;
 
 use jiff::Timestamp;
 use schemars::{JsonSchema, generate::SchemaSettings};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -40,6 +40,28 @@ impl fmt::Debug for Secret {
         f.write_str("Secret(**********)")
     }
 }
+
+/// Clari's documented `CallStatus` values. Clari may add statuses, so one outside this list is
+/// accepted with a warning (see [`SourceConfig::warnings`]) rather than refused.
+pub const CALL_STATUSES: [&str; 17] = [
+    "SCHEDULED",
+    "INITIATED",
+    "INPROGRESS",
+    "WAITING_IN_QUEUE",
+    "PROCESSING",
+    "PROCESSED",
+    "ERROR_IN_TRANSCRIBE",
+    "ERROR_IN_PROCESSING",
+    "ERROR_IN_RECORDING",
+    "UNABLE_TO_JOIN",
+    "CALL_DID_NOT_HAPPEN",
+    "IGNORED_BY_USER",
+    "BOTJOIN_DISABLED",
+    "POST_PROCESSING_DONE",
+    "NO_DATA_INCALL",
+    "NOBODY_JOINED_CALL",
+    "BOTJOIN_DENIED",
+];
 
 /// The config fields that hold secrets (`airbyte_secret` in the spec).
 pub const SECRET_FIELDS: [&str; 2] = ["api_key", "api_secret"];
@@ -118,9 +140,13 @@ pub struct SourceConfig {
     /// `call-details` fetches a call's transcript and summary once its status is one of these,
     /// and again only when its status changes. POST_PROCESSING_DONE is when Clari has finished
     /// the transcript, the summary and the metrics; calls in other statuses are fetched later,
-    /// when they reach one of these.
-    #[serde(default = "default_call_details_statuses")]
-    #[schemars(title = "Call details: finished statuses", extend("order" = 6, "examples" = [["POST_PROCESSING_DONE"]]))]
+    /// when they reach one of these. Statuses are Clari's upper-case names (other spellings are
+    /// upper-cased); one Clari does not document is accepted with a warning.
+    #[serde(
+        default = "default_call_details_statuses",
+        deserialize_with = "call_statuses_in_clari_case"
+    )]
+    #[schemars(title = "Call details: finished statuses", length(min = 1), extend("order" = 6, "examples" = [["POST_PROCESSING_DONE"]]))]
     pub call_details_statuses: Vec<String>,
 
     /// At most this many `/call-details` requests per sync, to protect the weekly quota of
@@ -184,6 +210,19 @@ fn default_page_size() -> u32 {
 }
 fn default_call_details_statuses() -> Vec<String> {
     vec!["POST_PROCESSING_DONE".to_owned()]
+}
+
+/// Statuses as Clari spells them. Clari compares them exactly, so `post_processing_done` or
+/// ` POST_PROCESSING_DONE ` as typed would match no call and silently fetch no details.
+/// Normalising here, at parse, means the rest of the connector only ever sees Clari's spelling.
+fn call_statuses_in_clari_case<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    let statuses = Vec::<String>::deserialize(deserializer)?;
+    Ok(statuses
+        .iter()
+        .map(|status| status.trim().to_ascii_uppercase())
+        .collect())
 }
 
 /// The `connectionSpecification` of a config type: draft-07, no `$ref`, Airbyte's extensions.
@@ -320,7 +359,40 @@ impl SourceConfig {
         let config: Self = parse(raw)?;
         config.api.validate()?;
         config.start()?;
+        config.validate_call_details_statuses()?;
         Ok(config)
+    }
+
+    /// A blank status (the spec's `minItems` already refuses an empty list) matches no call,
+    /// so `call-details` would checkpoint past every call without fetching its details.
+    fn validate_call_details_statuses(&self) -> Result<()> {
+        match self.call_details_statuses.iter().position(String::is_empty) {
+            Some(index) => Err(Error::config(format!(
+                "`call_details_statuses.{index}` is blank: remove it or name a status, such as POST_PROCESSING_DONE"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Settings that are accepted but may not be what the user meant, one sentence each.
+    /// `check` and `read` log them once the log layer is installed, so they reach the
+    /// platform's logs.
+    pub fn warnings(&self) -> Vec<String> {
+        let undocumented: Vec<&str> = self
+            .call_details_statuses
+            .iter()
+            .map(String::as_str)
+            .filter(|status| !CALL_STATUSES.contains(status))
+            .collect();
+        if undocumented.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "`call_details_statuses` lists {undocumented:?}, which Clari does not document: \
+             details are fetched only for calls Clari reports in exactly that status. \
+             Check the spelling against Clari's statuses: {}",
+            CALL_STATUSES.join(", ")
+        )]
     }
 
     /// The parsed `start_date`, if any.
@@ -405,6 +477,50 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("start_date")
+        );
+    }
+
+    #[test]
+    fn an_empty_list_of_statuses_or_a_blank_status_is_refused_naming_the_field() {
+        let spec = connection_specification::<SourceConfig>();
+        assert_eq!(
+            spec["properties"]["call_details_statuses"]["minItems"],
+            json!(1)
+        );
+        for statuses in [json!([]), json!(["POST_PROCESSING_DONE", "  "])] {
+            let mut raw = minimal();
+            raw["call_details_statuses"] = statuses;
+            let err = SourceConfig::from_value(&raw).unwrap_err();
+            assert!(err.to_string().contains("call_details_statuses"), "{err}");
+        }
+    }
+
+    #[test]
+    fn statuses_are_read_in_clari_case_whatever_their_spelling() {
+        let mut raw = minimal();
+        raw["call_details_statuses"] = json!(["post_processing_done", " Processed "]);
+        let config = SourceConfig::from_value(&raw).unwrap();
+        assert_eq!(
+            config.call_details_statuses,
+            ["POST_PROCESSING_DONE", "PROCESSED"]
+        );
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    }
+
+    #[test]
+    fn an_undocumented_status_is_kept_with_one_warning_naming_the_documented_ones() {
+        let mut raw = minimal();
+        raw["call_details_statuses"] = json!(["TRANSCRIBED", "POST_PROCESSING_DONE", "ARCHIVED"]);
+        let config = SourceConfig::from_value(&raw).unwrap();
+        assert_eq!(config.call_details_statuses.len(), 3);
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            ["\"TRANSCRIBED\"", "\"ARCHIVED\"", &CALL_STATUSES.join(", ")]
+                .iter()
+                .all(|needle| warnings[0].contains(needle)),
+            "{}",
+            warnings[0]
         );
     }
 
