@@ -109,7 +109,8 @@ pub struct SourceConfig {
     pub api: ApiSettings,
 
     /// Only calls (by their scheduled time) and scorecards from this instant on are read, in UTC,
-    /// for example 2024-01-01T00:00:00Z. Leave it empty to copy the account's whole history.
+    /// for example 2024-01-01T00:00:00Z. Leave it empty to copy the account's whole history. A
+    /// date in the future is refused: no call could be read.
     #[serde(default)]
     #[schemars(
         title = "Start date",
@@ -363,6 +364,19 @@ impl SourceConfig {
         Ok(config)
     }
 
+    /// Refuses what depends on the clock, so only the commands that read calls (`check` and
+    /// `read`) call it: a `start_date` after `now` would read no call, and every sync would
+    /// succeed with nothing.
+    pub fn validate_for_reading(&self, now: Timestamp) -> Result<()> {
+        match self.start()? {
+            Some(start) if start > now => Err(Error::config(format!(
+                "`start_date` {start} is in the future, so no call could be read: set it to a past \
+                 date, or leave it empty to read the whole history"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// A blank status (the spec's `minItems` already refuses an empty list) matches no call,
     /// so `call-details` would checkpoint past every call without fetching its details.
     fn validate_call_details_statuses(&self) -> Result<()> {
@@ -522,6 +536,33 @@ mod tests {
             "{}",
             warnings[0]
         );
+    }
+
+    #[test]
+    fn a_start_date_in_the_future_is_refused_for_reading_with_the_date() {
+        let now: Timestamp = "2025-06-01T00:00:00Z".parse().unwrap();
+        let with_start = |start: Value| {
+            let mut raw = minimal();
+            raw["start_date"] = start;
+            SourceConfig::from_value(&raw).unwrap()
+        };
+        let err = with_start(json!("2025-06-01T00:00:01Z"))
+            .validate_for_reading(now)
+            .unwrap_err();
+        let message = err.user_message();
+        assert!(
+            ["`start_date`", "2025-06-01T00:00:01Z", "future", "no call"]
+                .iter()
+                .all(|needle| message.contains(needle)),
+            "{message}"
+        );
+        assert_eq!(
+            err.failure_type(),
+            crate::protocol::FailureType::ConfigError
+        );
+        for readable in [json!("2025-06-01T00:00:00Z"), json!(null)] {
+            assert!(with_start(readable).validate_for_reading(now).is_ok());
+        }
     }
 
     #[test]

@@ -340,7 +340,7 @@ fn warnings(ran: &common::process::Ran) -> Vec<String> {
 
 /// Settings under which a sync would pass calls without reading them, with words their
 /// refusal must say.
-fn settings_that_would_read_nothing() -> [(Value, &'static [&'static str]); 2] {
+fn settings_that_would_read_nothing() -> [(Value, &'static [&'static str]); 3] {
     [
         (
             json!({"call_details_statuses": []}),
@@ -349,6 +349,10 @@ fn settings_that_would_read_nothing() -> [(Value, &'static [&'static str]); 2] {
         (
             json!({"call_details_statuses": ["POST_PROCESSING_DONE", " "]}),
             &["call_details_statuses", "blank"],
+        ),
+        (
+            json!({"start_date": "2999-01-01T00:00:00Z"}),
+            &["start_date", "2999-01-01T00:00:00Z", "future", "no call"],
         ),
     ]
 }

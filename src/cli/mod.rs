@@ -268,13 +268,15 @@ fn load_config(path: &Path, output: &Output) -> Result<Value> {
     Ok(raw)
 }
 
-/// The source config of the commands that read calls, `check` and `read`, with its warnings
-/// logged: the log layer is installed by now, so they reach the platform as LOG messages.
+/// The source config of the commands that read calls, `check` and `read`: valid, able to read
+/// a call now, and with its warnings logged (the log layer is installed by now, so they reach
+/// the platform as LOG messages).
 fn load_source_config(path: &Path, output: &Output) -> Result<SourceConfig> {
     let config = SourceConfig::from_value(&load_config(path, output)?)?;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
+    config.validate_for_reading(jiff::Timestamp::now())?;
     Ok(config)
 }
 
