@@ -166,6 +166,14 @@ pub struct SourceConfig {
     #[serde(default)]
     #[schemars(title = "Call details: include video URL", extend("order" = 9))]
     pub call_details_include_video: bool,
+
+    /// Clari may index a modified call a little after its `last_modified_time`. Each sync reads
+    /// calls modified up to this many seconds before the server's clock (from the API's `Date`
+    /// header) and checkpoints there, so a call indexed late is read by the next sync instead of
+    /// being passed forever.
+    #[serde(default = "default_indexing_margin_seconds")]
+    #[schemars(title = "Indexing margin (seconds)", range(min = 0, max = 3600), extend("order" = 23, "examples" = [120]))]
+    pub indexing_margin_seconds: u32,
 }
 
 /// What the destination does with a record the schema or the API rejects.
@@ -208,6 +216,9 @@ fn default_lookback_days() -> u32 {
 }
 fn default_page_size() -> u32 {
     25
+}
+fn default_indexing_margin_seconds() -> u32 {
+    120
 }
 fn default_call_details_statuses() -> Vec<String> {
     vec!["POST_PROCESSING_DONE".to_owned()]
@@ -460,6 +471,42 @@ mod tests {
             err.failure_type(),
             crate::protocol::FailureType::ConfigError
         );
+    }
+
+    #[test]
+    fn the_indexing_margin_defaults_to_two_minutes_and_is_an_advanced_setting_of_at_most_an_hour() {
+        assert_eq!(
+            SourceConfig::from_value(&minimal())
+                .unwrap()
+                .indexing_margin_seconds,
+            120
+        );
+        let mut raw = minimal();
+        raw["indexing_margin_seconds"] = json!(0);
+        assert_eq!(
+            SourceConfig::from_value(&raw)
+                .unwrap()
+                .indexing_margin_seconds,
+            0
+        );
+        raw["indexing_margin_seconds"] = json!(3601);
+        let err = SourceConfig::from_value(&raw).unwrap_err();
+        assert!(
+            err.to_string().contains("`indexing_margin_seconds`"),
+            "{err}"
+        );
+
+        let spec = connection_specification::<SourceConfig>();
+        let order = |field: &str| spec["properties"][field]["order"].as_u64().unwrap();
+        let last_of_the_others = spec["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|field| *field != "indexing_margin_seconds")
+            .map(|field| order(field))
+            .max()
+            .unwrap();
+        assert!(order("indexing_margin_seconds") > last_of_the_others);
     }
 
     #[test]
