@@ -415,6 +415,50 @@ async fn read_refuses_settings_that_would_read_nothing_with_a_config_error_befor
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_refuses_a_state_it_did_not_write_naming_the_accepted_shapes_before_any_request() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
+    let catalog = files.json(
+        "catalog.json",
+        &serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap(),
+    );
+    let unusable = [
+        json!({"cursor": "2024-01-01T00:00:00Z"}),
+        json!({"calls": {"lastModifiedTime": "2024-01-01T00:00:00Z"}}),
+        json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "calls"},
+            "stream_state": {"cursor": "2024-01-01T00:00:00Z"}}}]),
+    ];
+    for state in unusable {
+        let state_file = files.json("state.json", &state);
+        let ran = run(args(&[
+            "read",
+            "--config",
+            &arg(&config),
+            "--catalog",
+            &arg(&catalog),
+            "--state",
+            &arg(&state_file),
+        ]))
+        .await;
+        assert_ne!(ran.code, Some(0), "{state}");
+        let errors = ran.errors();
+        assert_eq!(errors.len(), 1, "{state}: {errors:?}");
+        assert_eq!(errors[0]["failure_type"], "config_error", "{state}");
+        let message = errors[0]["message"].as_str().unwrap();
+        for needle in [
+            "state",
+            "STREAM, GLOBAL or LEGACY",
+            "calls, call-details",
+            "reset",
+        ] {
+            assert!(message.contains(needle), "{state}: {message}");
+        }
+    }
+    assert_eq!(sandbox.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undocumented_call_status_is_kept_with_a_warning_in_check_and_read() {
     let sandbox = start(sandbox_config(10)).await;
     let files = Files::new();
