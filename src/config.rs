@@ -10,7 +10,7 @@ use std::path::Path;
 
 use jiff::Timestamp;
 use schemars::{JsonSchema, generate::SchemaSettings};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -40,6 +40,28 @@ impl fmt::Debug for Secret {
         f.write_str("Secret(**********)")
     }
 }
+
+/// Clari's documented `CallStatus` values. Clari may add statuses, so one outside this list is
+/// accepted with a warning (see [`SourceConfig::warnings`]) rather than refused.
+pub const CALL_STATUSES: [&str; 17] = [
+    "SCHEDULED",
+    "INITIATED",
+    "INPROGRESS",
+    "WAITING_IN_QUEUE",
+    "PROCESSING",
+    "PROCESSED",
+    "ERROR_IN_TRANSCRIBE",
+    "ERROR_IN_PROCESSING",
+    "ERROR_IN_RECORDING",
+    "UNABLE_TO_JOIN",
+    "CALL_DID_NOT_HAPPEN",
+    "IGNORED_BY_USER",
+    "BOTJOIN_DISABLED",
+    "POST_PROCESSING_DONE",
+    "NO_DATA_INCALL",
+    "NOBODY_JOINED_CALL",
+    "BOTJOIN_DENIED",
+];
 
 /// The config fields that hold secrets (`airbyte_secret` in the spec).
 pub const SECRET_FIELDS: [&str; 2] = ["api_key", "api_secret"];
@@ -87,7 +109,8 @@ pub struct SourceConfig {
     pub api: ApiSettings,
 
     /// Only calls (by their scheduled time) and scorecards from this instant on are read, in UTC,
-    /// for example 2024-01-01T00:00:00Z. Leave it empty to copy the account's whole history.
+    /// for example 2024-01-01T00:00:00Z. Leave it empty to copy the account's whole history. A
+    /// date in the future is refused: no call could be read.
     #[serde(default)]
     #[schemars(
         title = "Start date",
@@ -118,9 +141,13 @@ pub struct SourceConfig {
     /// `call-details` fetches a call's transcript and summary once its status is one of these,
     /// and again only when its status changes. POST_PROCESSING_DONE is when Clari has finished
     /// the transcript, the summary and the metrics; calls in other statuses are fetched later,
-    /// when they reach one of these.
-    #[serde(default = "default_call_details_statuses")]
-    #[schemars(title = "Call details: finished statuses", extend("order" = 6, "examples" = [["POST_PROCESSING_DONE"]]))]
+    /// when they reach one of these. Statuses are Clari's upper-case names (other spellings are
+    /// upper-cased); one Clari does not document is accepted with a warning.
+    #[serde(
+        default = "default_call_details_statuses",
+        deserialize_with = "call_statuses_in_clari_case"
+    )]
+    #[schemars(title = "Call details: finished statuses", length(min = 1), extend("order" = 6, "examples" = [["POST_PROCESSING_DONE"]]))]
     pub call_details_statuses: Vec<String>,
 
     /// At most this many `/call-details` requests per sync, to protect the weekly quota of
@@ -140,12 +167,12 @@ pub struct SourceConfig {
     #[schemars(title = "Call details: include video URL", extend("order" = 9))]
     pub call_details_include_video: bool,
 
-    /// Advanced: Clari may index a modified call a little after its `last_modified_time`. Each
-    /// sync reads calls modified up to this many seconds before the API's clock (its `Date`
+    /// Clari may index a modified call a little after its `last_modified_time`. Each sync reads
+    /// calls modified up to this many seconds before the server's clock (from the API's `Date`
     /// header) and checkpoints there, so a call indexed late is read by the next sync instead of
-    /// being passed for good.
+    /// being passed forever.
     #[serde(default = "default_indexing_margin_seconds")]
-    #[schemars(title = "Indexing margin (seconds)", range(max = 3600), extend("order" = 23, "examples" = [120]))]
+    #[schemars(title = "Indexing margin (seconds)", range(min = 0, max = 3600), extend("order" = 23, "examples" = [120]))]
     pub indexing_margin_seconds: u32,
 }
 
@@ -195,6 +222,19 @@ fn default_page_size() -> u32 {
 }
 fn default_call_details_statuses() -> Vec<String> {
     vec!["POST_PROCESSING_DONE".to_owned()]
+}
+
+/// Statuses as Clari spells them. Clari compares them exactly, so `post_processing_done` or
+/// ` POST_PROCESSING_DONE ` as typed would match no call and silently fetch no details.
+/// Normalising here, at parse, means the rest of the connector only ever sees Clari's spelling.
+fn call_statuses_in_clari_case<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    let statuses = Vec::<String>::deserialize(deserializer)?;
+    Ok(statuses
+        .iter()
+        .map(|status| status.trim().to_ascii_uppercase())
+        .collect())
 }
 
 /// The `connectionSpecification` of a config type: draft-07, no `$ref`, Airbyte's extensions.
@@ -331,7 +371,53 @@ impl SourceConfig {
         let config: Self = parse(raw)?;
         config.api.validate()?;
         config.start()?;
+        config.validate_call_details_statuses()?;
         Ok(config)
+    }
+
+    /// Refuses what depends on the clock, so only the commands that read calls (`check` and
+    /// `read`) call it: a `start_date` after `now` would read no call, and every sync would
+    /// succeed with nothing.
+    pub fn validate_for_reading(&self, now: Timestamp) -> Result<()> {
+        match self.start()? {
+            Some(start) if start > now => Err(Error::config(format!(
+                "`start_date` {start} is in the future, so no call could be read: set it to a past \
+                 date, or leave it empty to read the whole history"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// A blank status (the spec's `minItems` already refuses an empty list) matches no call,
+    /// so `call-details` would checkpoint past every call without fetching its details.
+    fn validate_call_details_statuses(&self) -> Result<()> {
+        match self.call_details_statuses.iter().position(String::is_empty) {
+            Some(index) => Err(Error::config(format!(
+                "`call_details_statuses.{index}` is blank: remove it or name a status, such as POST_PROCESSING_DONE"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Settings that are accepted but may not be what the user meant, one sentence each.
+    /// `check` and `read` log them once the log layer is installed, so they reach the
+    /// platform's logs.
+    pub fn warnings(&self) -> Vec<String> {
+        let undocumented: Vec<&str> = self
+            .call_details_statuses
+            .iter()
+            .map(String::as_str)
+            .filter(|status| !CALL_STATUSES.contains(status))
+            .collect();
+        if undocumented.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "`call_details_statuses` lists {undocumented:?}, which Clari does not document: \
+             details are fetched only for calls Clari reports in exactly that status. \
+             Check the spelling against Clari's statuses: {}",
+            CALL_STATUSES.join(", ")
+        )]
     }
 
     /// The parsed `start_date`, if any.
@@ -388,6 +474,42 @@ mod tests {
     }
 
     #[test]
+    fn the_indexing_margin_defaults_to_two_minutes_and_is_an_advanced_setting_of_at_most_an_hour() {
+        assert_eq!(
+            SourceConfig::from_value(&minimal())
+                .unwrap()
+                .indexing_margin_seconds,
+            120
+        );
+        let mut raw = minimal();
+        raw["indexing_margin_seconds"] = json!(0);
+        assert_eq!(
+            SourceConfig::from_value(&raw)
+                .unwrap()
+                .indexing_margin_seconds,
+            0
+        );
+        raw["indexing_margin_seconds"] = json!(3601);
+        let err = SourceConfig::from_value(&raw).unwrap_err();
+        assert!(
+            err.to_string().contains("`indexing_margin_seconds`"),
+            "{err}"
+        );
+
+        let spec = connection_specification::<SourceConfig>();
+        let order = |field: &str| spec["properties"][field]["order"].as_u64().unwrap();
+        let last_of_the_others = spec["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|field| *field != "indexing_margin_seconds")
+            .map(|field| order(field))
+            .max()
+            .unwrap();
+        assert!(order("indexing_margin_seconds") > last_of_the_others);
+    }
+
+    #[test]
     fn a_missing_secret_is_a_config_error() {
         let err = SourceConfig::from_value(&json!({"api_key": "k"})).unwrap_err();
         assert!(err.to_string().contains("api_secret"), "{err}");
@@ -417,6 +539,77 @@ mod tests {
                 .to_string()
                 .contains("start_date")
         );
+    }
+
+    #[test]
+    fn an_empty_list_of_statuses_or_a_blank_status_is_refused_naming_the_field() {
+        let spec = connection_specification::<SourceConfig>();
+        assert_eq!(
+            spec["properties"]["call_details_statuses"]["minItems"],
+            json!(1)
+        );
+        for statuses in [json!([]), json!(["POST_PROCESSING_DONE", "  "])] {
+            let mut raw = minimal();
+            raw["call_details_statuses"] = statuses;
+            let err = SourceConfig::from_value(&raw).unwrap_err();
+            assert!(err.to_string().contains("call_details_statuses"), "{err}");
+        }
+    }
+
+    #[test]
+    fn statuses_are_read_in_clari_case_whatever_their_spelling() {
+        let mut raw = minimal();
+        raw["call_details_statuses"] = json!(["post_processing_done", " Processed "]);
+        let config = SourceConfig::from_value(&raw).unwrap();
+        assert_eq!(
+            config.call_details_statuses,
+            ["POST_PROCESSING_DONE", "PROCESSED"]
+        );
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    }
+
+    #[test]
+    fn an_undocumented_status_is_kept_with_one_warning_naming_the_documented_ones() {
+        let mut raw = minimal();
+        raw["call_details_statuses"] = json!(["TRANSCRIBED", "POST_PROCESSING_DONE", "ARCHIVED"]);
+        let config = SourceConfig::from_value(&raw).unwrap();
+        assert_eq!(config.call_details_statuses.len(), 3);
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            ["\"TRANSCRIBED\"", "\"ARCHIVED\"", &CALL_STATUSES.join(", ")]
+                .iter()
+                .all(|needle| warnings[0].contains(needle)),
+            "{}",
+            warnings[0]
+        );
+    }
+
+    #[test]
+    fn a_start_date_in_the_future_is_refused_for_reading_with_the_date() {
+        let now: Timestamp = "2025-06-01T00:00:00Z".parse().unwrap();
+        let with_start = |start: Value| {
+            let mut raw = minimal();
+            raw["start_date"] = start;
+            SourceConfig::from_value(&raw).unwrap()
+        };
+        let err = with_start(json!("2025-06-01T00:00:01Z"))
+            .validate_for_reading(now)
+            .unwrap_err();
+        let message = err.user_message();
+        assert!(
+            ["`start_date`", "2025-06-01T00:00:01Z", "future", "no call"]
+                .iter()
+                .all(|needle| message.contains(needle)),
+            "{message}"
+        );
+        assert_eq!(
+            err.failure_type(),
+            crate::protocol::FailureType::ConfigError
+        );
+        for readable in [json!("2025-06-01T00:00:00Z"), json!(null)] {
+            assert!(with_start(readable).validate_for_reading(now).is_ok());
+        }
     }
 
     #[test]

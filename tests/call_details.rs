@@ -86,6 +86,25 @@ async fn details_are_fetched_once_per_new_or_changed_finished_call_across_two_sy
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_typed_in_another_case_still_fetches_every_finished_call() {
+    let sandbox = start(sandbox_config(50)).await;
+    let (finished, _) = calls_by_status(&sandbox);
+    let config = config_json(
+        &sandbox.base_url(),
+        json!({"call_details_statuses": [" post_processing_done "]}),
+    );
+    let run = read(
+        config,
+        &catalog(&[("call-details", "incremental")]),
+        &json!([]),
+    )
+    .await;
+    assert!(run.errors().is_empty(), "{:?}", run.errors());
+    assert!(!finished.is_empty());
+    assert_eq!(run.ids("call-details", "id"), finished);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_cap_stops_each_sync_cleanly_and_the_syncs_together_lose_nothing() {
     let sandbox = start(sandbox_config(600)).await;
     let (finished, _) = calls_by_status(&sandbox);

@@ -316,3 +316,189 @@ async fn a_read_killed_midway_and_resumed_from_its_last_state_loses_nothing() {
         missing.len()
     );
 }
+
+/// The one CONNECTION_STATUS of a `check` that exited 0, as (status, message).
+fn connection_status(ran: &common::process::Ran) -> (String, String) {
+    assert_eq!(ran.code, Some(0), "check exits 0: {:?}", ran.messages);
+    let statuses = ran.of_type("CONNECTION_STATUS");
+    assert_eq!(statuses.len(), 1, "{:?}", ran.messages);
+    let status = &statuses[0]["connectionStatus"];
+    (
+        status["status"].as_str().unwrap().to_owned(),
+        status["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// The text of every WARN log line of a run.
+fn warnings(ran: &common::process::Ran) -> Vec<String> {
+    ran.of_type("LOG")
+        .into_iter()
+        .filter(|m| m["log"]["level"] == "WARN")
+        .map(|m| m["log"]["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Settings under which a sync would pass calls without reading them, with words their
+/// refusal must say.
+fn settings_that_would_read_nothing() -> [(Value, &'static [&'static str]); 3] {
+    [
+        (
+            json!({"call_details_statuses": []}),
+            &["call_details_statuses"],
+        ),
+        (
+            json!({"call_details_statuses": ["POST_PROCESSING_DONE", " "]}),
+            &["call_details_statuses", "blank"],
+        ),
+        (
+            json!({"start_date": "2999-01-01T00:00:00Z"}),
+            &["start_date", "2999-01-01T00:00:00Z", "future", "no call"],
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_settings_that_would_read_nothing_without_a_request() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    for (overrides, needles) in settings_that_would_read_nothing() {
+        let config = files.json(
+            "config.json",
+            &config_json(&sandbox.base_url(), overrides.clone()),
+        );
+        let ran = run(args(&["check", "--config", &arg(&config)])).await;
+        let (status, message) = connection_status(&ran);
+        assert_eq!(status, "FAILED", "{overrides}");
+        for needle in needles {
+            assert!(message.contains(needle), "{overrides}: {message}");
+        }
+    }
+    assert_eq!(sandbox.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_refuses_settings_that_would_read_nothing_with_a_config_error_before_any_request() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    let catalog = files.json(
+        "catalog.json",
+        &serde_json::to_value(catalog(&[
+            ("calls", "incremental"),
+            ("call-details", "incremental"),
+        ]))
+        .unwrap(),
+    );
+    for (overrides, needles) in settings_that_would_read_nothing() {
+        let config = files.json(
+            "config.json",
+            &config_json(&sandbox.base_url(), overrides.clone()),
+        );
+        let ran = run(args(&[
+            "read",
+            "--config",
+            &arg(&config),
+            "--catalog",
+            &arg(&catalog),
+        ]))
+        .await;
+        assert_ne!(ran.code, Some(0), "{overrides}");
+        let errors = ran.errors();
+        assert_eq!(errors.len(), 1, "{overrides}: {errors:?}");
+        assert_eq!(errors[0]["failure_type"], "config_error", "{overrides}");
+        let message = errors[0]["message"].as_str().unwrap();
+        for needle in needles {
+            assert!(message.contains(needle), "{overrides}: {message}");
+        }
+        assert!(ran.of_type("RECORD").is_empty() && ran.of_type("STATE").is_empty());
+    }
+    assert_eq!(sandbox.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_refuses_a_state_it_did_not_write_naming_the_accepted_shapes_before_any_request() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
+    let catalog = files.json(
+        "catalog.json",
+        &serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap(),
+    );
+    let unusable = [
+        json!({"cursor": "2024-01-01T00:00:00Z"}),
+        json!({"calls": {"lastModifiedTime": "2024-01-01T00:00:00Z"}}),
+        json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "calls"},
+            "stream_state": {"cursor": "2024-01-01T00:00:00Z"}}}]),
+    ];
+    for state in unusable {
+        let state_file = files.json("state.json", &state);
+        let ran = run(args(&[
+            "read",
+            "--config",
+            &arg(&config),
+            "--catalog",
+            &arg(&catalog),
+            "--state",
+            &arg(&state_file),
+        ]))
+        .await;
+        assert_ne!(ran.code, Some(0), "{state}");
+        let errors = ran.errors();
+        assert_eq!(errors.len(), 1, "{state}: {errors:?}");
+        assert_eq!(errors[0]["failure_type"], "config_error", "{state}");
+        let message = errors[0]["message"].as_str().unwrap();
+        for needle in [
+            "state",
+            "STREAM, GLOBAL or LEGACY",
+            "calls, call-details",
+            "reset",
+        ] {
+            assert!(message.contains(needle), "{state}: {message}");
+        }
+    }
+    assert_eq!(sandbox.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undocumented_call_status_is_kept_with_a_warning_in_check_and_read() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    let config = files.json(
+        "config.json",
+        &config_json(
+            &sandbox.base_url(),
+            json!({"call_details_statuses": ["post_processing_done", "TRANSCRIBED"]}),
+        ),
+    );
+    let catalog = files.json(
+        "catalog.json",
+        &serde_json::to_value(catalog(&[("users", "full_refresh")])).unwrap(),
+    );
+    let check = run(args(&["check", "--config", &arg(&config)])).await;
+    assert_eq!(connection_status(&check).0, "SUCCEEDED");
+    let read = run(args(&[
+        "read",
+        "--config",
+        &arg(&config),
+        "--catalog",
+        &arg(&catalog),
+    ]))
+    .await;
+    assert_eq!(read.code, Some(0), "{:?}", read.errors());
+    for ran in [&check, &read] {
+        let warnings: Vec<String> = warnings(ran)
+            .into_iter()
+            .filter(|w| w.contains("call_details_statuses"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("\"TRANSCRIBED\"") && warnings[0].contains("BOTJOIN_DENIED"),
+            "names the status and the documented ones: {}",
+            warnings[0]
+        );
+        assert!(
+            !warnings[0].contains("post_processing_done"),
+            "a status in the wrong case is normalised, not warned about: {}",
+            warnings[0]
+        );
+    }
+}

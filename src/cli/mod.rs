@@ -181,11 +181,10 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             })?;
         }
         (Role::Source, Command::Check { config }) => {
-            let outcome =
-                match load_config(&config, output).and_then(|raw| SourceConfig::from_value(&raw)) {
-                    Ok(config) => source::check(&config).await,
-                    Err(error) => Err(error),
-                };
+            let outcome = match load_source_config(&config, output) {
+                Ok(config) => source::check(&config).await,
+                Err(error) => Err(error),
+            };
             return connection_status(outcome, output);
         }
         (Role::Source, Command::Discover { config }) => {
@@ -202,7 +201,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
                 state,
             },
         ) => {
-            let config = SourceConfig::from_value(&load_config(&config, output)?)?;
+            let config = load_source_config(&config, output)?;
             let catalog = read_catalog(&catalog)?;
             let state = match state {
                 Some(path) => read_state(&path)?,
@@ -267,6 +266,18 @@ fn load_config(path: &Path, output: &Output) -> Result<Value> {
         }
     }
     Ok(raw)
+}
+
+/// The source config of the commands that read calls, `check` and `read`: valid, able to read
+/// a call now, and with its warnings logged (the log layer is installed by now, so they reach
+/// the platform as LOG messages).
+fn load_source_config(path: &Path, output: &Output) -> Result<SourceConfig> {
+    let config = SourceConfig::from_value(&load_config(path, output)?)?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    config.validate_for_reading(jiff::Timestamp::now())?;
+    Ok(config)
 }
 
 /// The configured catalog file, with a message that names what is wrong.

@@ -7,6 +7,9 @@
 //!   `{"last_modified_time": "<instant>", "config": {...}, "pending_details": [...]}`.
 //!   The cursor means "every call modified before this instant was emitted". It is always a
 //!   window bound, never a record's value, so it can never claim a record that was not read.
+//!
+//! A `--state` this source cannot use is refused rather than ignored: ignoring it would start
+//! the streams over, spending the weekly quota, or pass what the state was meant to hold.
 
 use std::collections::HashMap;
 
@@ -14,11 +17,35 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::streams::{self, StreamDef};
 use crate::error::{Error, Result};
 
-/// The blob full-refresh streams checkpoint with (the Python CDK's convention).
+/// The key of the blob full-refresh streams checkpoint with (the Python CDK's convention).
+const NO_CURSOR_KEY: &str = "__ab_no_cursor_state_message";
+
+/// The keys the state of a stream with a cursor may hold: the cursor, what the state was built
+/// with (`config`), the calls whose details must be fetched again (`pending_details`) and a
+/// page size learned from the API (`page_size`). Every cursor stream of this source follows
+/// `last_modified_time`.
+const CURSOR_STATE_KEYS: [&str; 4] = [
+    "last_modified_time",
+    "config",
+    "pending_details",
+    "page_size",
+];
+
+/// The keys a state this source wrote for `def` may hold. A non-empty state with none of them
+/// was written by something else.
+pub fn known_keys(def: &StreamDef) -> &'static [&'static str] {
+    match def.cursor {
+        Some(_) => &CURSOR_STATE_KEYS,
+        None => &[NO_CURSOR_KEY],
+    }
+}
+
+/// The blob full-refresh streams checkpoint with.
 pub fn no_cursor_blob() -> Value {
-    json!({"__ab_no_cursor_state_message": true})
+    json!({ NO_CURSOR_KEY: true })
 }
 
 /// The state of a stream with a cursor.
@@ -123,73 +150,107 @@ pub struct InputState {
 impl InputState {
     /// Accepts every shape the platform, PyAirbyte and CAT send: nothing, `null`, `{}`, `[]`,
     /// an array of STREAM/GLOBAL/LEGACY messages, or a bare legacy object keyed by stream.
+    /// States of streams this source does not have are ignored (a catalog can change), but a
+    /// legacy object naming none of its streams, or a stream state holding none of that
+    /// stream's [`known_keys`], is refused: this source did not write it.
     pub fn from_value(value: &Value) -> Result<Self> {
         let mut state = InputState::default();
-        match value {
-            Value::Null => {}
-            Value::Array(messages) => {
-                for (index, message) in messages.iter().enumerate() {
-                    state.add_message(message).map_err(|detail| {
-                        Error::input(
-                            "state",
-                            format!("entry {index} of the state array: {detail}"),
-                        )
-                    })?;
-                }
-            }
-            Value::Object(legacy) => state.add_legacy(legacy),
-            other => {
-                return Err(Error::input(
-                    "state",
-                    format!("expected an array of state messages, found {other}"),
-                ));
-            }
-        }
+        state.add(value).map_err(|problem| {
+            Error::input(
+                "state",
+                format!(
+                    "{problem}, so this source did not write it. Accepted: an array of STREAM, \
+                     GLOBAL or LEGACY state messages, or an object keyed by stream name ({}). To \
+                     start over, clear the connection's state (reset).",
+                    streams::STREAMS.map(|def| def.name).join(", ")
+                ),
+            )
+        })?;
         Ok(state)
     }
 
-    /// A legacy state: one blob per stream name (anything but an object is ignored).
-    fn add_legacy(&mut self, legacy: &Map<String, Value>) {
-        for (name, blob) in legacy.iter().filter(|(_, blob)| blob.is_object()) {
-            self.blobs.insert(name.clone(), blob.clone());
+    fn add(&mut self, value: &Value) -> std::result::Result<(), String> {
+        match value {
+            Value::Null => Ok(()),
+            Value::Array(messages) => {
+                messages
+                    .iter()
+                    .enumerate()
+                    .try_for_each(|(index, message)| {
+                        self.add_message(message).map_err(|problem| {
+                            format!("entry {index} of the state array: {problem}")
+                        })
+                    })
+            }
+            Value::Object(legacy) => self.add_legacy(legacy),
+            other => Err(format!("it is {other}, neither an array nor an object")),
         }
     }
 
+    /// A legacy state: one blob per stream name. Keys naming no stream of this source are
+    /// ignored, unless none of the keys names one.
+    fn add_legacy(&mut self, legacy: &Map<String, Value>) -> std::result::Result<(), String> {
+        let known: Vec<(&StreamDef, &Value)> = legacy
+            .iter()
+            .filter_map(|(name, blob)| Some((streams::find(name)?, blob)))
+            .collect();
+        if known.is_empty() && !legacy.is_empty() {
+            return Err("no key of the object names a stream of this source".into());
+        }
+        known
+            .into_iter()
+            .try_for_each(|(def, blob)| self.add_stream(def, blob))
+    }
+
     fn add_message(&mut self, message: &Value) -> std::result::Result<(), String> {
-        let object = message.as_object().ok_or("is not an object")?;
+        let object = message.as_object().ok_or("it is not an object")?;
         if let Some(stream) = object.get("stream").filter(|s| !s.is_null()) {
             self.add_stream_state(stream)
         } else if let Some(global) = object.get("global").filter(|g| !g.is_null()) {
             let streams = global
                 .get("stream_states")
                 .and_then(Value::as_array)
-                .ok_or("GLOBAL state without stream_states")?;
+                .ok_or("it is a GLOBAL state without stream_states")?;
             streams.iter().try_for_each(|s| self.add_stream_state(s))
         } else if let Some(Value::Object(legacy)) = object.get("data") {
-            self.add_legacy(legacy);
-            Ok(())
+            self.add_legacy(legacy)
         } else {
-            Err("has none of \"stream\", \"global\" or \"data\"".into())
+            Err("it has none of \"stream\", \"global\" or \"data\"".into())
         }
     }
 
+    /// A stream state of a STREAM or GLOBAL message. One of a stream this source does not have
+    /// is ignored.
     fn add_stream_state(&mut self, stream: &Value) -> std::result::Result<(), String> {
         let name = stream
             .pointer("/stream_descriptor/name")
             .and_then(Value::as_str)
             .ok_or("a stream state has no stream_descriptor.name")?;
-        match stream.get("stream_state") {
-            None | Some(Value::Null) => {}
-            Some(blob @ Value::Object(_)) => {
-                self.blobs.insert(name.to_owned(), blob.clone());
-            }
-            Some(other) => {
-                return Err(format!(
-                    "the state of stream {name:?} is not an object: {other}"
-                ));
-            }
+        match streams::find(name) {
+            Some(def) => self.add_stream(def, stream.get("stream_state").unwrap_or(&Value::Null)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// One stream's blob: `null` or `{}` starts the stream over; anything else must be an
+    /// object holding one of the stream's [`known_keys`].
+    fn add_stream(&mut self, def: &StreamDef, blob: &Value) -> std::result::Result<(), String> {
+        let name = def.name;
+        match blob {
+            Value::Null => Ok(()),
+            Value::Object(keys) if keys.is_empty() => Ok(()),
+            Value::Object(keys) if known_keys(def).iter().any(|key| keys.contains_key(*key)) => {
+                self.blobs.insert(name.to_owned(), blob.clone());
+                Ok(())
+            }
+            Value::Object(_) => Err(format!(
+                "the state of stream {name:?} has none of the keys {}",
+                known_keys(def).join(", ")
+            )),
+            other => Err(format!(
+                "the state of stream {name:?} is not an object: {other}"
+            )),
+        }
     }
 
     /// The cursor of `stream`, in epoch milliseconds, if its state has one. A cursor that is
@@ -274,6 +335,124 @@ mod tests {
         );
         assert!(InputState::from_value(&json!("text")).is_err());
         assert!(InputState::from_value(&json!([{"type": "STREAM"}])).is_err());
+    }
+
+    /// The user-facing message of a refused state.
+    fn refusal(value: &Value) -> String {
+        let err = InputState::from_value(value).unwrap_err();
+        assert_eq!(
+            err.failure_type(),
+            crate::protocol::FailureType::ConfigError
+        );
+        err.user_message()
+    }
+
+    #[test]
+    fn an_object_naming_no_stream_of_this_source_is_refused_with_the_accepted_shapes() {
+        for value in [
+            json!({"cursor": "2024-01-01T00:00:00Z"}),
+            json!({"foo": {"last_modified_time": "2024-01-01T00:00:00Z"}}),
+            // One STREAM message, not wrapped in an array.
+            json!({"type": "STREAM", "stream": {"stream_descriptor": {"name": "calls"},
+                "stream_state": {"last_modified_time": "2024-01-01T00:00:00Z"}}}),
+            json!([{"type": "LEGACY", "data": {"cursor": "2024-01-01T00:00:00Z"}}]),
+        ] {
+            let message = refusal(&value);
+            for needle in [
+                "The state is invalid",
+                "no key of the object names a stream of this source",
+                "STREAM, GLOBAL or LEGACY",
+                "(calls, call-details, users, topics, scorecard, scorecard-template)",
+                "reset",
+            ] {
+                assert!(message.contains(needle), "{value}: {message}");
+            }
+        }
+        let mixed = json!({"calls": {"last_modified_time": "2024-01-01T00:00:00Z"}, "foo": 1});
+        assert!(
+            InputState::from_value(&mixed)
+                .unwrap()
+                .cursor("calls", "last_modified_time")
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_stream_state_with_none_of_its_keys_is_refused_but_an_empty_one_starts_over() {
+        let stream = |name: &str, blob: Value| json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": name}, "stream_state": blob}}]);
+        let global = |blob: Value| {
+            json!([{"type": "GLOBAL", "global": {"stream_states": [
+                {"stream_descriptor": {"name": "calls"}, "stream_state": blob}]}}])
+        };
+        let cursor = json!({"cursor": "2024-01-01T00:00:00Z"});
+        let camel = json!({"lastModifiedTime": "2024-01-01T00:00:00Z"});
+        for value in [
+            stream("calls", cursor.clone()),
+            stream("call-details", camel.clone()),
+            global(cursor.clone()),
+            json!({"calls": camel}),
+            json!({"calls": "2024-01-01T00:00:00Z"}),
+        ] {
+            let message = refusal(&value);
+            assert!(
+                message.contains("of stream \"calls\"")
+                    || message.contains("of stream \"call-details\""),
+                "{value}: {message}"
+            );
+            assert!(message.contains("reset"), "{value}: {message}");
+        }
+        assert!(
+            refusal(&stream("calls", cursor)).contains(
+                "none of the keys last_modified_time, config, pending_details, page_size"
+            )
+        );
+        assert!(refusal(&stream("users", json!({"done": true}))).contains(NO_CURSOR_KEY));
+
+        for empty in [
+            stream("calls", json!({})),
+            json!({"calls": {}, "users": null}),
+        ] {
+            let state = InputState::from_value(&empty).unwrap();
+            assert_eq!(state.cursor("calls", "last_modified_time").unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn states_of_streams_this_source_lacks_are_ignored_in_message_arrays() {
+        let value = json!([
+            {"type": "STREAM", "stream": {"stream_descriptor": {"name": "deals"}, "stream_state": 5}},
+            {"type": "STREAM", "stream": {"stream_descriptor": {"name": "calls"},
+                "stream_state": {"last_modified_time": "2024-01-01T00:00:00Z"}}},
+        ]);
+        let state = InputState::from_value(&value).unwrap();
+        assert!(
+            state
+                .cursor("calls", "last_modified_time")
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn every_state_this_source_writes_holds_one_of_its_known_keys() {
+        for def in &streams::STREAMS {
+            let blob = match def.cursor {
+                Some(cursor) => {
+                    assert_eq!(known_keys(def)[0], cursor, "{}", def.name);
+                    CursorState {
+                        cursor: Some(0),
+                        ..CursorState::default()
+                    }
+                    .blob(cursor)
+                }
+                None => no_cursor_blob(),
+            };
+            let legacy = json!({ def.name: blob });
+            assert!(InputState::from_value(&legacy).is_ok(), "{legacy}");
+        }
+        let pending_only = json!({"call-details": {"pending_details": ["a"]}});
+        assert!(InputState::from_value(&pending_only).is_ok());
     }
 
     #[test]

@@ -18,8 +18,9 @@
 //!   part that still overflows is cut again. Calls only ever leave a closed window during a
 //!   sync, so the parts converge; the calls that left are read by the open tail (full refresh)
 //!   or by the next sync.
-//! - Once something moved, [`Churn`] sizes the remaining windows so that paging them is
-//!   unlikely to be disturbed, cutting them before they are read.
+//! - [`Churn`] caps the windows that are paged (40 pages while nothing moved; once something
+//!   moved, sized from how fast it moves) so that paging one is unlikely to be disturbed:
+//!   larger windows are cut before they are read.
 //! - A window too large for `skip` to reach its end is cut into [`FANOUT`] parts.
 //! - The **open tail** of a full refresh (`[hi, now]`) only gains records while it is read
 //!   (offsets shift right: duplicates, never gaps): it is read once and not chased.
@@ -601,7 +602,7 @@ impl WindowedReader<'_> {
         limit: u32,
         churn: &Churn,
     ) -> Option<Vec<Window>> {
-        let allowed = churn.paged_limit(limit)?;
+        let allowed = churn.paged_limit(limit);
         if matched <= allowed {
             return None;
         }
