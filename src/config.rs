@@ -132,10 +132,12 @@ pub struct SourceConfig {
     #[schemars(title = "Lookback window (days)", range(min = 0, max = 365), extend("order" = 4, "examples" = [1, 7]))]
     pub lookback_window_days: u32,
 
-    /// Records per request for calls and scorecards. Clari recommends 25: large pages fail with
-    /// HTTP 502 above about 6 MB (the connector then retries with smaller pages).
+    /// The most records per request for calls and scorecards (the API allows 100). Each request
+    /// counts against the quota, so the connector starts here and uses the largest page Clari
+    /// answers: pages over about 6 MB fail with HTTP 502, and then it finds the largest size that
+    /// fits (and remembers it for the next sync). Lower it only to cap the size of each response.
     #[serde(default = "default_page_size")]
-    #[schemars(title = "Page size", range(min = 1, max = 100), extend("order" = 5, "examples" = [25]))]
+    #[schemars(title = "Page size (maximum)", range(min = 1, max = 100), extend("order" = 5, "examples" = [100]))]
     pub page_size: u32,
 
     /// `call-details` fetches a call's transcript and summary once its status is one of these,
@@ -218,7 +220,7 @@ fn default_indexing_margin_seconds() -> u32 {
     120
 }
 fn default_page_size() -> u32 {
-    25
+    100
 }
 fn default_call_details_statuses() -> Vec<String> {
     vec!["POST_PROCESSING_DONE".to_owned()]
@@ -454,7 +456,7 @@ mod tests {
     #[test]
     fn defaults_apply_when_optional_fields_are_absent() {
         let config = SourceConfig::from_value(&minimal()).unwrap();
-        assert_eq!(config.page_size, 25);
+        assert_eq!(config.page_size, 100);
         assert_eq!(config.api.requests_per_second, 10);
         assert_eq!(config.lookback_window_days, 1);
         assert!(!config.include_private_calls);

@@ -69,7 +69,7 @@ async fn a_busy_workspace_is_read_completely_in_one_sync_within_half_again_the_q
     let run = read(default_settings(&busy), &full_refresh, &json!([])).await;
     let busy_requests = assert_complete(&run, &busy);
     let churned = busy.faults().churned_calls();
-    assert!(churned > 20, "the data moved {churned} times");
+    assert!(churned >= 8, "the data moved {churned} times");
     assert!(
         busy_requests as f64 <= quiet_requests as f64 * 1.5,
         "{busy_requests} requests under churn, {quiet_requests} without"
@@ -100,7 +100,7 @@ async fn calls_changing_anywhere_in_six_years_under_faulty_requests_are_all_read
     )
     .await;
     assert_complete(&run, &sandbox);
-    assert!(sandbox.faults().churned_calls() > 50);
+    assert!(sandbox.faults().churned_calls() >= 25);
     assert!(!run.states("calls").is_empty());
 }
 

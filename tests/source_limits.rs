@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use clari_copilot::sandbox::RecordedRequest;
@@ -14,10 +14,10 @@ use jiff::Timestamp;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backfill_spends_the_page_minimum_plus_one_request_per_window() {
+async fn a_backfill_at_default_settings_spends_the_page_minimum_plus_one_request_per_window() {
     let sandbox = start(sandbox_config(20_000)).await;
     let run = read(
-        config_json(&sandbox.base_url(), json!({"page_size": 100})),
+        config_json(&sandbox.base_url(), json!({})),
         &catalog(&[("calls", "incremental")]),
         &json!([]),
     )
@@ -206,5 +206,141 @@ async fn persistent_429s_checkpoint_and_stop_with_a_rate_limited_status_instead_
             .as_i64()
             .unwrap()
             > 0
+    );
+}
+
+/// The learned page size in the last state of `calls`.
+fn learned_page_size(run: &Run) -> u64 {
+    run.states("calls").last().unwrap()["state"]["stream"]["stream_state"]["page_size"]
+        .as_u64()
+        .expect("the state remembers the page size")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_pages_over_48_calls_fail_the_read_finds_48_and_spends_under_1_3x_its_minimum() {
+    // The gateway's size cap lets through 48 calls of average size, not 49: the largest page
+    // that fits is a property of the tenant, which the connector must find.
+    let mut config = sandbox_config(6_000);
+    let sizing = start(config.clone()).await;
+    let calls = sizing.calls_snapshot();
+    let average = calls.iter().map(|c| c.to_string().len()).sum::<usize>() / calls.len();
+    sizing.shutdown().await;
+    config.max_response_bytes = average * 48 + average / 2;
+    let sandbox = start(config).await;
+    let run = read(
+        config_json(&sandbox.base_url(), json!({})),
+        &catalog(&[("calls", "incremental")]),
+        &json!([]),
+    )
+    .await;
+    assert!(run.errors().is_empty(), "{:?}", run.errors());
+    let visible = visible_call_ids(&sandbox, false);
+    assert_eq!(run.ids("calls", "id"), visible);
+    let learned = learned_page_size(&run);
+    assert!((40..=48).contains(&learned), "settled at {learned}");
+    let windows = run.states("calls").len();
+    let minimum = visible.len().div_ceil(48) + windows;
+    let spent = sandbox.request_count();
+    assert!(
+        spent as f64 <= minimum as f64 * 1.3,
+        "spent {spent} requests, minimum {minimum} at 48 per page"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_sync_starts_at_the_page_size_the_last_one_learned() {
+    let mut config = sandbox_config(3_000);
+    config.max_response_bytes = 60_000;
+    let sandbox = start(config).await;
+    let streams = catalog(&[("calls", "incremental")]);
+    let first = read(
+        config_json(&sandbox.base_url(), json!({})),
+        &streams,
+        &json!([]),
+    )
+    .await;
+    assert!(first.errors().is_empty(), "{:?}", first.errors());
+    let learned = learned_page_size(&first);
+    assert!(learned < 100, "the cap forced smaller pages: {learned}");
+    let before = sandbox.request_count();
+    let second = read(
+        config_json(&sandbox.base_url(), json!({"lookback_window_days": 365})),
+        &streams,
+        &first.next_state(),
+    )
+    .await;
+    assert!(second.errors().is_empty(), "{:?}", second.errors());
+    let first_request = &sandbox.requests()[before];
+    assert_eq!(
+        query_param(first_request, "limit").unwrap(),
+        learned.to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_transient_502_is_retried_at_the_same_page_size() {
+    let sandbox = start(sandbox_config(2_000)).await;
+    sandbox.faults().fail_next(1, 502);
+    let run = read(
+        config_json(&sandbox.base_url(), json!({})),
+        &catalog(&[("calls", "incremental")]),
+        &json!([]),
+    )
+    .await;
+    assert!(run.errors().is_empty(), "{:?}", run.errors());
+    let limits: BTreeSet<String> = sandbox
+        .requests()
+        .iter()
+        .filter_map(|r| query_param(r, "limit"))
+        .collect();
+    assert_eq!(limits, BTreeSet::from(["100".to_owned()]));
+    assert_eq!(learned_page_size(&run), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_without_start_date_costs_one_request_before_its_first_call() {
+    // 30,000 calls in 2024, read from 1970: the whole range is too large for one window.
+    let sandbox = start(sandbox_config(30_000)).await;
+    let run = read(
+        config_json(&sandbox.base_url(), json!({})),
+        &catalog(&[("calls", "incremental")]),
+        &json!([]),
+    )
+    .await;
+    assert!(run.errors().is_empty(), "{:?}", run.errors());
+    let earliest = sandbox
+        .calls_snapshot()
+        .iter()
+        .map(|c| {
+            c["last_modified_time"]
+                .as_str()
+                .unwrap()
+                .parse::<Timestamp>()
+                .unwrap()
+        })
+        .min()
+        .unwrap()
+        .as_millisecond();
+    let before_any_call = sandbox
+        .requests()
+        .iter()
+        .filter(|r| millis(r, "filterModifiedLt").is_some_and(|lt| lt <= earliest))
+        .count();
+    assert!(
+        before_any_call <= 1,
+        "{before_any_call} requests for windows before the first call"
+    );
+    let first_record = run
+        .messages
+        .iter()
+        .position(|m| m["type"] == "RECORD")
+        .unwrap();
+    let early_states = run.messages[..first_record]
+        .iter()
+        .filter(|m| m["type"] == "STATE")
+        .count();
+    assert!(
+        early_states <= 1,
+        "{early_states} empty states before the first call"
     );
 }

@@ -3,6 +3,7 @@
 mod churn;
 mod emitter;
 pub mod page;
+mod page_size;
 mod pipeline;
 pub mod state;
 pub mod streams;
@@ -18,6 +19,7 @@ use crate::protocol::{
     Catalog, ConfiguredCatalog, Message, Output, Spec, Stream, StreamStatus, SyncMode, now_millis,
 };
 use emitter::StreamEmitter;
+use page_size::PageSize;
 pub use state::InputState;
 use state::{BuiltWith, CursorState};
 use streams::{Paging, StreamDef, Windowing};
@@ -180,7 +182,7 @@ impl Reader<'_> {
                             .await?
                     }
                     None => {
-                        let reader = self.windowed_reader(def, windowing, start, None);
+                        let reader = self.windowed_reader(def, windowing, (start, None), None);
                         let floor = start.unwrap_or(0);
                         reader
                             .read(
@@ -201,13 +203,14 @@ impl Reader<'_> {
     }
 
     /// A reader of `def`'s windows over records whose own time (the call's, where it is not
-    /// the windowed one) lies after `time_after` and before `time_before`.
+    /// the windowed one) lies after `time_after` and before `time_before`, starting at the
+    /// page size an earlier sync learned, if any.
     fn windowed_reader(
         &self,
         def: &'static StreamDef,
         windowing: Windowing,
-        time_after: Option<i64>,
-        time_before: Option<i64>,
+        (time_after, time_before): (Option<i64>, Option<i64>),
+        learned_page_size: Option<u32>,
     ) -> WindowedReader<'_> {
         let mut base_query = Vec::new();
         let time_filters = [
@@ -247,7 +250,7 @@ impl Reader<'_> {
             def,
             windowing,
             base_query,
-            page_size: self.config.page_size,
+            page_size: PageSize::new(self.config.page_size, learned_page_size),
             expander,
         }
     }
@@ -305,7 +308,7 @@ impl Reader<'_> {
             built_with: Some(built_with),
             ..prior.clone()
         };
-        let reader = self.windowed_reader(def, windowing, start, None);
+        let reader = self.windowed_reader(def, windowing, (start, None), prior.page_size);
         let end = reader
             .read(
                 lo,
@@ -316,6 +319,7 @@ impl Reader<'_> {
                 |e, bound, unfetched| {
                     checkpoint.cursor = checkpoint.cursor.max(Some(claimable(bound)));
                     checkpoint.pending_details = unfetched.to_vec();
+                    checkpoint.page_size = Some(reader.page_size.current());
                     e.state(checkpoint.blob(field))
                 },
             )
@@ -324,6 +328,7 @@ impl Reader<'_> {
             checkpoint.cursor = checkpoint.cursor.max(Some(claimable(hi)));
         }
         checkpoint.pending_details = end.unfetched_details;
+        checkpoint.page_size = Some(reader.page_size.current());
         checkpoint.cursor = checkpoint.cursor.or(Some(lo));
         emitter.state_if_changed(checkpoint.blob(field))
     }
@@ -367,7 +372,8 @@ impl Reader<'_> {
             state::format_millis(to),
             state::format_millis(from)
         );
-        let reader = self.windowed_reader(def, windowing, (from > 0).then_some(from), Some(to));
+        let reader =
+            self.windowed_reader(def, windowing, ((from > 0).then_some(from), Some(to)), None);
         let end = reader
             .read(0, below, false, Vec::new(), emitter, |_, _, _| Ok(()))
             .await?;

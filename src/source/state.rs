@@ -59,6 +59,9 @@ pub struct CursorState {
     /// `call-details`: calls whose details could not be fetched (Clari kept answering 502),
     /// tried again on every sync until they are.
     pub pending_details: Vec<String>,
+    /// The page size the last sync settled on (the largest that Clari answered), where the
+    /// next sync starts.
+    pub page_size: Option<u32>,
 }
 
 /// The settings that decide which records a cursor stream's state covers.
@@ -104,10 +107,26 @@ impl CursorState {
                 )
             })?,
         };
+        let page_size = match blob.and_then(|b| b.get("page_size")) {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(
+                value
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        Error::input(
+                            "state",
+                            format!("the {stream} state's \"page_size\" = {value} is not a positive integer"),
+                        )
+                    })?,
+            ),
+        };
         Ok(Self {
             cursor,
             built_with,
             pending_details,
+            page_size,
         })
     }
 
@@ -122,6 +141,9 @@ impl CursorState {
         }
         if !self.pending_details.is_empty() {
             blob.insert("pending_details".to_owned(), json!(self.pending_details));
+        }
+        if let Some(page_size) = self.page_size {
+            blob.insert("page_size".to_owned(), json!(page_size));
         }
         Value::Object(blob)
     }
@@ -464,13 +486,14 @@ mod tests {
                 call_details_statuses: Some(vec!["POST_PROCESSING_DONE".to_owned()]),
             }),
             pending_details: vec!["c1".to_owned()],
+            page_size: Some(48),
         };
         let blob = state.blob("last_modified_time");
         assert_eq!(
             blob,
             json!({"last_modified_time": "2025-06-11T14:53:06.310Z",
                 "config": {"start_date": "2024-01-01T00:00:00.000Z", "call_details_statuses": ["POST_PROCESSING_DONE"]},
-                "pending_details": ["c1"]})
+                "pending_details": ["c1"], "page_size": 48})
         );
         let input = InputState::from_value(&json!({ "call-details": blob })).unwrap();
         assert_eq!(

@@ -41,6 +41,7 @@ use serde_json::value::RawValue;
 use super::churn::{CUT_FILL, Churn, blind_part_target};
 use super::emitter::StreamEmitter;
 use super::page::{self, Pagination};
+use super::page_size::PageSize;
 use super::pipeline::{CONCURRENCY, Fetched, Pipeline, Tag};
 use super::state::{format_millis, parse_instant};
 use super::streams::{Expansion, SKIP_CAP, StreamDef, Windowing};
@@ -271,16 +272,16 @@ pub struct WindowedReader<'a> {
     pub windowing: Windowing,
     /// Parameters sent with every request (start bound, privacy, order).
     pub base_query: Vec<(String, String)>,
-    pub page_size: u32,
+    /// The page size, learned as the read goes.
+    pub page_size: PageSize,
     pub expander: Option<Expander<'a>>,
 }
 
-/// How to page a window after its first page: `matched` records, `limit` at a time, by
-/// `spans`, and what the first page held (its records and its pagination).
+/// How to page a window after its first page: `matched` records, by `spans`, and what the
+/// first page held (its records and its pagination).
 struct Rest {
     matched: u64,
     spans: Vec<Span>,
-    limit: u32,
     first_page: (u64, Option<Pagination>),
 }
 
@@ -498,7 +499,6 @@ impl WindowedReader<'_> {
                 Rest {
                     matched,
                     spans,
-                    limit,
                     first_page: (returned, first_pagination),
                 },
                 run,
@@ -561,7 +561,14 @@ impl WindowedReader<'_> {
             });
         };
         if matched > SKIP_CAP || (matched > self.windowing.split_above && window.splittable()) {
-            return self.too_large(window, matched).map(FirstPage::Cut);
+            let earliest = first
+                .iter()
+                .flat_map(|(records, _)| records)
+                .filter_map(|record| self.position(record))
+                .min();
+            return self
+                .too_large(window, matched, earliest)
+                .map(FirstPage::Cut);
         }
         if first.len() == 1 && holds_all(returned, limit, pagination) {
             return Ok(FirstPage::Snapshot);
@@ -575,7 +582,32 @@ impl WindowedReader<'_> {
     }
 
     /// A window whose `matched` is more than `skip` can reach: cut into [`FANOUT`] parts.
-    fn too_large(&self, window: Window, matched: u64) -> Result<Vec<Window>> {
+    /// When its first page shows where its records begin (`earliest`, the least window time
+    /// among the earliest calls), everything before that is one part of its own: usually
+    /// empty, read in one request, where even cuts from 1970 would cost a request each for
+    /// decades without a call.
+    fn too_large(
+        &self,
+        window: Window,
+        matched: u64,
+        earliest: Option<i64>,
+    ) -> Result<Vec<Window>> {
+        if let Some(earliest) = earliest
+            && earliest > window.lo + 1
+            && window.hi.is_some_and(|hi| earliest < hi - 1)
+        {
+            let rest = Window {
+                lo: earliest,
+                hi: window.hi,
+            };
+            if let Some(parts) = rest.split_into(FANOUT) {
+                let head = Window {
+                    lo: window.lo,
+                    hi: Some(earliest),
+                };
+                return Ok(std::iter::once(head).chain(parts).collect());
+            }
+        }
         let parts = window.split_into(FANOUT).ok_or_else(|| {
             Error::SkipCap(format!(
                 "The {} window {} holds {matched} records within one millisecond, more than the API's \
@@ -637,7 +669,6 @@ impl WindowedReader<'_> {
         Rest {
             matched,
             spans,
-            limit,
             first_page: (first_returned, first_pagination),
         }: Rest,
         run: &mut Run,
@@ -692,7 +723,7 @@ impl WindowedReader<'_> {
             let span = Span {
                 window,
                 skip: next,
-                len: limit,
+                len: self.page_size.current(),
                 pagination: true,
             };
             let (bodies, _) = pipeline
@@ -777,7 +808,7 @@ impl WindowedReader<'_> {
             self.take(records, emitter, &mut run.family, keys)?;
         }
         let mut skip = last_count;
-        let mut requested = u64::from(self.page_size);
+        let mut requested = u64::from(limit);
         while last_count > 0 && last_count >= requested {
             if skip > SKIP_CAP {
                 return Err(Error::SkipCap(format!(
@@ -787,11 +818,12 @@ impl WindowedReader<'_> {
                     window.describe()
                 )));
             }
+            let len = self.page_size.current();
             let (bodies, _) = self
                 .fetch_span(Span {
                     window,
                     skip,
-                    len: limit,
+                    len,
                     pagination: false,
                 })
                 .await?;
@@ -801,15 +833,17 @@ impl WindowedReader<'_> {
                 self.take(&records, emitter, &mut run.family, keys)?;
             }
             skip += last_count;
-            requested = u64::from(limit);
+            requested = u64::from(len);
         }
         Ok(())
     }
 
-    /// The requests that fetch a window's records after its first page.
-    fn spans(&self, window: Window, matched: u64, limit: u32) -> Vec<Span> {
+    /// The requests that fetch a window's records after its first page, which asked for
+    /// `first` records, at the current page size.
+    fn spans(&self, window: Window, matched: u64, first: u32) -> Vec<Span> {
+        let limit = self.page_size.current();
         let skips: Vec<u64> = (0..)
-            .map(|k| u64::from(self.page_size) + k * u64::from(limit))
+            .map(|k| u64::from(first) + k * u64::from(limit))
             .take_while(|skip| *skip < matched)
             .collect();
         // Any of the last few requests may be answered last; each of them carries `matched`,
@@ -832,9 +866,18 @@ impl WindowedReader<'_> {
         Span {
             window,
             skip: 0,
-            len: self.page_size,
+            len: self.page_size.current(),
             pagination: true,
         }
+    }
+
+    /// A record's window time, where the stream's records carry it.
+    fn position(&self, record: &RawValue) -> Option<i64> {
+        let field = self.windowing.window_field?;
+        page::field_text(record, field)
+            .ok()
+            .as_deref()
+            .and_then(parse_instant)
     }
 
     /// Takes a page's records: each new key is emitted, or, for an expanded stream, kept for
@@ -978,9 +1021,12 @@ impl WindowedReader<'_> {
         Ok(sent)
     }
 
-    /// Fetches `len` records from `skip`. A 502 (Clari's answer to pages over ~6 MB) splits the
-    /// span into two smaller requests, down to single records. Returns the bodies in order and
-    /// the page size that worked.
+    /// Fetches `len` records from `skip`. A 502 (Clari's answer to pages over ~6 MB) is
+    /// retried once at the same size, since it may pass; a second one shrinks the shared page
+    /// size ([`PageSize`]) and the rest of the span is fetched at the new size, so its records
+    /// are all read. A window's first page (`skip` 0) stays one request: it comes back smaller
+    /// rather than in pieces, so it can still be a snapshot of its window. Returns the bodies
+    /// in order and the length the first request asked for.
     async fn fetch_span(&self, span: Span) -> Result<Fetched> {
         let Span {
             window,
@@ -988,31 +1034,38 @@ impl WindowedReader<'_> {
             len,
             pagination,
         } = span;
+        let end = skip + u64::from(len);
+        let (mut at, mut size, mut failed) = (skip, len, false);
         let mut bodies = Vec::new();
-        let mut todo = vec![(skip, len)];
-        let mut worked = len;
-        while let Some((skip, len)) = todo.pop() {
+        while at < end {
+            let n = size.min((end - at) as u32);
             let request = Request {
-                shrinkable: len > 1,
-                ..self.request(window, skip, len, pagination)
+                shrinkable: n > 1,
+                ..self.request(window, at, n, pagination)
             };
             match self.client.get_request(request).await {
-                Ok(body) => bodies.push(body),
-                Err(Error::Http { status: 502, .. }) if len > 1 => {
-                    let half = len / 2;
-                    worked = worked.min(half);
+                Ok(body) => {
+                    self.page_size.succeeded(n);
+                    bodies.push(body);
+                    if skip == 0 {
+                        return Ok((bodies, n));
+                    }
+                    at += u64::from(n);
+                    failed = false;
+                }
+                Err(Error::Http { status: 502, .. }) if n > 1 && !failed => failed = true,
+                Err(Error::Http { status: 502, .. }) if n > 1 => {
+                    size = self.page_size.failed(n).min(n - 1);
+                    failed = false;
                     tracing::info!(
-                        "{}: HTTP 502 on a page of {len}; retrying as pages of {half}",
+                        "{}: HTTP 502 twice on a page of {n}; carrying on with pages of {size}",
                         self.def.name
                     );
-                    // Pushed in reverse so the lower half is fetched first.
-                    todo.push((skip + u64::from(half), len - half));
-                    todo.push((skip, half));
                 }
                 Err(other) => return Err(other),
             }
         }
-        Ok((bodies, worked))
+        Ok((bodies, len))
     }
 
     fn request(&self, window: Window, skip: u64, limit: u32, pagination: bool) -> Request {

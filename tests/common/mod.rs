@@ -38,7 +38,6 @@ pub fn config_json(base_url: &str, overrides: Value) -> Value {
         "api_secret": PASSWORD,
         "base_url": base_url,
         "requests_per_second": 10000,
-        "page_size": 100,
         "lookback_window_days": 0,
         // Tests touch calls "now" and read them at once; the margin has tests of its own.
         "indexing_margin_seconds": 0,
