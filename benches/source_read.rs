@@ -107,23 +107,40 @@ fn main() {
     print_outcome(&format!("read {calls} calls, rate limit off"), &unlimited);
 
     if std::env::var("BENCH_RATE_LIMITED").is_ok() {
-        let limited = runtime.block_on(read_calls(ReadOptions {
-            tenant: SandboxConfig::with_calls(20_000),
-            limit: Some((10, 150)),
-            churn: None,
-            settings: json!({"requests_per_second": 10, "page_size": 100}),
-            count_ids: false,
-        }));
-        print_outcome(
-            "read 20000 calls at 10 requests/s, 150 ms latency",
-            &limited,
-        );
-        let (wall, requests) = (limited.figures.wall.as_secs_f64(), limited.requests);
-        let floor = requests as f64 / 10.0;
-        println!(
-            "  rate-limit efficiency: {wall:.1} s for {requests} requests; floor {floor:.1} s; ratio {:.3} (goal <= 1.1)",
-            wall / floor
-        );
+        // Default settings, then a tenant whose pages fit only 48 calls of average size (the
+        // gateway's ~6 MB cap scaled down): the page size the connector must find.
+        let tenant = SandboxConfig::with_calls(20_000);
+        let capped = SandboxConfig {
+            max_response_bytes: bytes_for_calls(&runtime, &tenant, 48),
+            ..tenant.clone()
+        };
+        for (name, tenant, per_page) in [
+            ("default settings", tenant, 100),
+            ("pages over 48 calls answered 502", capped, 48),
+        ] {
+            let limited = runtime.block_on(read_calls(ReadOptions {
+                tenant,
+                limit: Some((10, 150)),
+                churn: None,
+                settings: json!({"requests_per_second": 10}),
+                count_ids: true,
+            }));
+            print_outcome(
+                &format!("read 20000 calls at 10 requests/s, 150 ms latency, {name}"),
+                &limited,
+            );
+            let (wall, requests) = (limited.figures.wall.as_secs_f64(), limited.requests);
+            let floor = requests as f64 / 10.0;
+            let minimum = limited.figures.records.div_ceil(per_page);
+            println!(
+                "  rate-limit efficiency: {wall:.1} s for {requests} requests; floor {floor:.1} s; ratio {:.3} (goal <= 1.1)",
+                wall / floor
+            );
+            println!(
+                "  requests / (records / {per_page}): {requests} / {minimum} = {:.3}",
+                requests as f64 / minimum as f64
+            );
+        }
     }
 
     if std::env::var("BENCH_CHURN").is_ok() {
@@ -135,8 +152,8 @@ fn main() {
                 json!({"requests_per_second": 10, "indexing_margin_seconds": 0}),
             ),
             (
-                "page_size 100",
-                json!({"requests_per_second": 10, "indexing_margin_seconds": 0, "page_size": 100}),
+                "page_size 25 (the default before 0.1.0's adaptive page size)",
+                json!({"requests_per_second": 10, "indexing_margin_seconds": 0, "page_size": 25}),
             ),
         ];
         for (name, settings) in settings {
@@ -192,6 +209,22 @@ fn main() {
         "spec start-up: {:.2} ms per run (mean of {runs})",
         started.elapsed().as_secs_f64() * 1000.0 / f64::from(runs)
     );
+}
+
+/// The response size cap under which a page of `calls` calls of the tenant's average size
+/// fits and a page of one more does not.
+fn bytes_for_calls(
+    runtime: &tokio::runtime::Runtime,
+    tenant: &SandboxConfig,
+    calls: usize,
+) -> usize {
+    runtime.block_on(async {
+        let sandbox = Sandbox::start(tenant.clone()).await.unwrap();
+        let snapshot = sandbox.calls_snapshot();
+        let average = snapshot.iter().map(|c| c.to_string().len()).sum::<usize>() / snapshot.len();
+        sandbox.shutdown().await;
+        average * calls + average / 2
+    })
 }
 
 async fn read_calls(options: ReadOptions) -> Outcome {

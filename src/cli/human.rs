@@ -108,6 +108,9 @@ async fn run_demo(sandbox: &Sandbox, tenant: &SandboxConfig) -> Result<()> {
         // One detail request per call: capped so the demo shows call-details (and how a capped
         // sync resumes) in seconds rather than minutes at Clari's 10 requests/s.
         "call_details_max_requests": 100,
+        // The sandbox indexes a changed call at once, and the demo's second sync follows its
+        // first within seconds: without a margin it shows the calls changed in between.
+        "indexing_margin_seconds": 0,
     });
     let config = SourceConfig::from_value(&raw)?;
     println!(
