@@ -32,6 +32,20 @@ fn default_settings(sandbox: &Sandbox) -> Value {
     config
 }
 
+/// The cursors `calls` checkpointed, in order.
+fn checkpoints(run: &Run) -> Vec<Timestamp> {
+    run.states("calls")
+        .iter()
+        .map(|state| {
+            state["state"]["stream"]["stream_state"]["last_modified_time"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
 /// Asserts every call visible now was read, and returns how many requests the read spent.
 fn assert_complete(run: &Run, sandbox: &Sandbox) -> usize {
     assert!(run.errors().is_empty(), "{:?}", run.errors());
@@ -104,35 +118,35 @@ async fn calls_changing_anywhere_in_six_years_under_faulty_requests_are_all_read
     assert!(!run.states("calls").is_empty());
 }
 
+/// Reads `calls` and `scorecard` in pages of `page_size` and asserts both complete.
+async fn assert_calls_and_scorecards_complete(sandbox: &Sandbox, page_size: u32) {
+    let run = read(
+        config_json(&sandbox.base_url(), json!({ "page_size": page_size })),
+        &catalog(&[("calls", "incremental"), ("scorecard", "full_refresh")]),
+        &json!([]),
+    )
+    .await;
+    assert_complete(&run, sandbox);
+    // The sandbox scores one call in four.
+    let scorecards = sandbox.calls_snapshot().len() / 4;
+    assert_eq!(run.ids("scorecard", "id").len(), scorecards);
+    assert_eq!(run.statuses("scorecard").last().unwrap(), "COMPLETE");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_that_shifts_between_requests_still_gives_every_call_and_scorecard() {
     // Calls sharing a `time` (most start on the minute) and scorecards (which have no sort at
     // all) come in a different order on every request: pages skip and repeat records.
     let sandbox = start(sandbox_config(3_000)).await;
     sandbox.faults().set_unstable_ties(true);
-    let run = read(
-        config_json(&sandbox.base_url(), json!({"page_size": 25})),
-        &catalog(&[("calls", "incremental"), ("scorecard", "full_refresh")]),
-        &json!([]),
-    )
-    .await;
-    assert_complete(&run, &sandbox);
-    assert_eq!(run.ids("scorecard", "id").len(), 750);
-    assert_eq!(run.statuses("scorecard").last().unwrap(), "COMPLETE");
+    assert_calls_and_scorecards_complete(&sandbox, 25).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_matched_count_does_not_end_a_window_before_has_more_says_so() {
     let sandbox = start(sandbox_config(2_000)).await;
     sandbox.faults().set_matched_cap(Some(120));
-    let run = read(
-        config_json(&sandbox.base_url(), json!({"page_size": 50})),
-        &catalog(&[("calls", "incremental"), ("scorecard", "full_refresh")]),
-        &json!([]),
-    )
-    .await;
-    assert_complete(&run, &sandbox);
-    assert_eq!(run.ids("scorecard", "id").len(), 500);
+    assert_calls_and_scorecards_complete(&sandbox, 50).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,12 +278,7 @@ async fn no_checkpoint_passes_the_api_s_clock_when_it_runs_behind_this_machine()
     .await;
     assert!(run.errors().is_empty(), "{:?}", run.errors());
     let server_now = sandbox.server_now();
-    for state in run.states("calls") {
-        let cursor: Timestamp = state["state"]["stream"]["stream_state"]["last_modified_time"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+    for cursor in checkpoints(&run) {
         assert!(
             cursor <= server_now - SignedDuration::from_secs(59),
             "checkpoint {cursor} is within the margin of the API's clock {server_now}"
@@ -362,12 +371,7 @@ async fn a_millisecond_that_changes_on_every_read_fails_honestly_without_a_check
     assert!(message.contains("changed on each"), "{message}");
     assert!(!message.contains("JSON"), "{message}");
     assert_eq!(errors[0]["failure_type"], "transient_error");
-    for state in run.states("calls") {
-        let cursor: Timestamp = state["state"]["stream"]["stream_state"]["last_modified_time"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+    for cursor in checkpoints(&run) {
         assert!(
             cursor <= stamp,
             "checkpoint {cursor} passed the unread millisecond"
