@@ -11,8 +11,9 @@
 
 use std::sync::Mutex;
 
-/// Successes in a row at the current size before it grows again.
-const GROW_AFTER: u32 = 8;
+/// Successes in a row at the current size before it grows again: few, since each request
+/// spent below the largest size that fits is quota wasted.
+const GROW_AFTER: u32 = 4;
 
 #[derive(Debug)]
 pub struct PageSize {

@@ -31,7 +31,7 @@
 //! only the checkpoints wait for complete windows. Requests go through one [`Pipeline`] that
 //! keeps the rate limit busy across window boundaries.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use futures_util::FutureExt;
 use futures_util::stream::{self, StreamExt};
@@ -234,6 +234,8 @@ struct Run {
     details_spent: u64,
     /// Calls whose details could not be fetched, to try again on a later sync.
     unfetched: Vec<String>,
+    /// The pages a look-ahead queued for a window, by window id: its plan.
+    planned: HashMap<u64, (u64, Vec<Span>)>,
 }
 
 impl Run {
@@ -320,6 +322,7 @@ impl WindowedReader<'_> {
             estimated: false,
             details_spent: 0,
             unfetched: Vec::new(),
+            planned: HashMap::new(),
         };
         let mut windows = Vec::new();
         if lo < hi {
@@ -461,7 +464,12 @@ impl WindowedReader<'_> {
             // large to page.
             emitter.estimate(matched)?;
         }
-        let plan = self.plan(window, &first, limit, &run.churn)?;
+        // A look-ahead that queued this window's pages planned them: keep to that plan, whose
+        // requests are on their way (the page size may have moved since).
+        let plan = match run.planned.remove(&current.id).filter(|_| pass == 1) {
+            Some((matched, spans)) => FirstPage::Page(matched, spans),
+            None => self.plan(window, &first, limit, &run.churn)?,
+        };
         let (matched, spans) = match plan {
             FirstPage::Cut(parts) => {
                 pipeline.discard(current.id);
@@ -765,7 +773,7 @@ impl WindowedReader<'_> {
     ///
     /// Never the open tail's: it gains the calls that leave the closed windows while they are
     /// read, so it is asked for only once they are all done.
-    fn look_ahead(&self, pipeline: &mut Pipeline<'_, Span>, run: &Run) {
+    fn look_ahead(&self, pipeline: &mut Pipeline<'_, Span>, run: &mut Run) {
         let closed = run
             .pending
             .iter()
@@ -773,7 +781,11 @@ impl WindowedReader<'_> {
         for next in closed.take(CONCURRENCY) {
             pipeline.push(first_tag(next.id), self.first_span(next.window));
         }
-        let Some(next) = run.pending.front().filter(|next| next.window.hi.is_some()) else {
+        let Some(next) = run
+            .pending
+            .front()
+            .filter(|next| next.window.hi.is_some() && !run.planned.contains_key(&next.id))
+        else {
             return;
         };
         let Some(Ok((bodies, limit))) = pipeline.answer(first_tag(next.id)) else {
@@ -782,14 +794,17 @@ impl WindowedReader<'_> {
         let Ok(first) = self.parse(bodies) else {
             return;
         };
-        if let Ok(FirstPage::Page(_, spans)) = self.plan(next.window, &first, *limit, &run.churn) {
-            for span in spans {
+        if let Ok(FirstPage::Page(matched, spans)) =
+            self.plan(next.window, &first, *limit, &run.churn)
+        {
+            for span in &spans {
                 let tag = Tag {
                     skip: span.skip,
                     ..first_tag(next.id)
                 };
-                pipeline.push(tag, span);
+                pipeline.push(tag, *span);
             }
+            run.planned.insert(next.id, (matched, spans));
         }
     }
 
@@ -1035,7 +1050,8 @@ impl WindowedReader<'_> {
             pagination,
         } = span;
         let end = skip + u64::from(len);
-        let (mut at, mut size, mut failed) = (skip, len, false);
+        // A span queued before the size shrank keeps its range, fetched at the size that works.
+        let (mut at, mut size, mut failed) = (skip, len.min(self.page_size.current()), false);
         let mut bodies = Vec::new();
         while at < end {
             let n = size.min((end - at) as u32);
