@@ -54,6 +54,9 @@ const MAX_PASSES: u32 = 4;
 /// Parts a window too large to page is cut into. Their first pages are requested together, so
 /// finding the dense part of a long range costs one round trip per level, not one per part.
 const FANOUT: i64 = 8;
+/// Pages of a window queued ahead of the one being read: enough to keep [`CONCURRENCY`]
+/// requests in flight, few enough that a change of page size reaches the pages after them.
+const QUEUED_AHEAD: usize = 2 * CONCURRENCY;
 /// Detail requests in flight (they are small and the rate limiter paces them).
 const DETAIL_CONCURRENCY: usize = 8;
 
@@ -173,8 +176,8 @@ enum FirstPage {
     Cut(Vec<Window>),
     /// No pagination object: page until a short page.
     Unpaginated,
-    /// Page it: `matched` records, fetched by these requests after the first page.
-    Page(u64, Vec<Span>),
+    /// Page it: `matched` records, fetched by the requests this plan gives after the first page.
+    Page(u64, SpanPlan),
 }
 
 /// What one read of a window came to.
@@ -234,8 +237,9 @@ struct Run {
     details_spent: u64,
     /// Calls whose details could not be fetched, to try again on a later sync.
     unfetched: Vec<String>,
-    /// The pages a look-ahead queued for a window, by window id: its plan.
-    planned: HashMap<u64, (u64, Vec<Span>)>,
+    /// What a look-ahead queued for a window, by window id: its `matched`, the pages queued
+    /// and the plan of the others.
+    planned: HashMap<u64, (u64, Vec<Span>, SpanPlan)>,
 }
 
 impl Run {
@@ -279,12 +283,51 @@ pub struct WindowedReader<'a> {
     pub expander: Option<Expander<'a>>,
 }
 
-/// How to page a window after its first page: `matched` records, by `spans`, and what the
-/// first page held (its records and its pagination).
+/// How to page a window after its first page: `matched` records, the requests already queued
+/// for it and the plan of the others, and what the first page held (its record count and its
+/// pagination).
 struct Rest {
     matched: u64,
-    spans: Vec<Span>,
+    queued: Vec<Span>,
+    plan: SpanPlan,
     first_page: (u64, Option<Pagination>),
+}
+
+/// The requests paging a window after its first page, planned a few at a time at the page size
+/// of the moment: later pages' offsets follow the lengths actually used, and a change of size
+/// reaches every page not yet queued.
+#[derive(Debug, Clone, Copy)]
+struct SpanPlan {
+    window: Window,
+    matched: u64,
+    /// The offset of the next request.
+    next: u64,
+    /// Whether every request asks for the pagination object (where it costs nothing extra).
+    pagination: bool,
+}
+
+impl SpanPlan {
+    /// The next request, of `len` records, if any records are left to ask for. Any of the last
+    /// few requests may be answered last, so each of them carries `matched`: a call leaving the
+    /// window before the last answer shows, whichever that is.
+    fn next(&mut self, len: u32) -> Option<Span> {
+        if self.next >= self.matched {
+            return None;
+        }
+        let skip = self.next;
+        self.next += u64::from(len);
+        Some(Span {
+            window: self.window,
+            skip,
+            len,
+            pagination: self.pagination
+                || skip + CONCURRENCY as u64 * u64::from(len) >= self.matched,
+        })
+    }
+
+    fn done(&self) -> bool {
+        self.next >= self.matched
+    }
 }
 
 /// What paging a window after its first page found.
@@ -466,11 +509,11 @@ impl WindowedReader<'_> {
         }
         // A look-ahead that queued this window's pages planned them: keep to that plan, whose
         // requests are on their way (the page size may have moved since).
-        let plan = match run.planned.remove(&current.id).filter(|_| pass == 1) {
-            Some((matched, spans)) => FirstPage::Page(matched, spans),
-            None => self.plan(window, &first, limit, &run.churn)?,
+        let (queued, plan) = match run.planned.remove(&current.id).filter(|_| pass == 1) {
+            Some((matched, queued, plan)) => (queued, FirstPage::Page(matched, plan)),
+            None => (Vec::new(), self.plan(window, &first, limit, &run.churn)?),
         };
-        let (matched, spans) = match plan {
+        let (matched, plan) = match plan {
             FirstPage::Cut(parts) => {
                 pipeline.discard(current.id);
                 return Ok(Pass::Done(Outcome::Cut {
@@ -478,7 +521,7 @@ impl WindowedReader<'_> {
                     inherits: false,
                 }));
             }
-            FirstPage::Page(matched, spans) => (matched, spans),
+            FirstPage::Page(matched, plan) => (matched, plan),
             FirstPage::Snapshot | FirstPage::Unpaginated => {
                 let mut keys = WindowKeys::default();
                 let records: Vec<_> = first.into_iter().map(|(r, _)| r).collect();
@@ -506,7 +549,8 @@ impl WindowedReader<'_> {
                 (current, pass),
                 Rest {
                     matched,
-                    spans,
+                    queued,
+                    plan,
                     first_page: (returned, first_pagination),
                 },
                 run,
@@ -586,7 +630,15 @@ impl WindowedReader<'_> {
         {
             return Ok(FirstPage::Cut(parts));
         }
-        Ok(FirstPage::Page(matched, self.spans(window, matched, limit)))
+        Ok(FirstPage::Page(
+            matched,
+            SpanPlan {
+                window,
+                matched,
+                next: u64::from(limit),
+                pagination: !self.windowing.optional_pagination,
+            },
+        ))
     }
 
     /// A window whose `matched` is more than `skip` can reach: cut into [`FANOUT`] parts.
@@ -676,7 +728,8 @@ impl WindowedReader<'_> {
         (current, pass): (Pending, u32),
         Rest {
             matched,
-            spans,
+            queued,
+            mut plan,
             first_page: (first_returned, first_pagination),
         }: Rest,
         run: &mut Run,
@@ -690,20 +743,27 @@ impl WindowedReader<'_> {
             pass,
             skip,
         };
-        for span in &spans {
-            pipeline.push(tag(span.skip), *span);
-        }
         let mut paged = Paged {
             first_matched: matched,
             last_matched: matched,
             stable: true,
             expected: matched,
-            requests: 1 + spans.len() as u64,
+            requests: 1 + queued.len() as u64,
         };
+        let mut queued = VecDeque::from(queued);
         let mut last = (0, first_returned, first_pagination);
-        let count = spans.len();
-        for (index, span) in spans.into_iter().enumerate() {
-            if self.expander.is_none() && index + CONCURRENCY >= count {
+        loop {
+            while queued.len() < QUEUED_AHEAD
+                && let Some(span) = plan.next(self.page_size.current())
+            {
+                pipeline.push(tag(span.skip), span);
+                queued.push_back(span);
+                paged.requests += 1;
+            }
+            let Some(span) = queued.pop_front() else {
+                break;
+            };
+            if self.expander.is_none() && plan.done() && queued.len() < CONCURRENCY {
                 // The next window's first page is in by now: queue its other pages behind these
                 // last ones, so the limiter does not idle for a round trip between windows.
                 self.look_ahead(pipeline, run);
@@ -794,17 +854,21 @@ impl WindowedReader<'_> {
         let Ok(first) = self.parse(bodies) else {
             return;
         };
-        if let Ok(FirstPage::Page(matched, spans)) =
+        if let Ok(FirstPage::Page(matched, mut plan)) =
             self.plan(next.window, &first, *limit, &run.churn)
         {
-            for span in &spans {
+            let queued: Vec<Span> = std::iter::from_fn(|| plan.next(self.page_size.current()))
+                .take(QUEUED_AHEAD)
+                .collect();
+            for span in &queued {
                 let tag = Tag {
                     skip: span.skip,
                     ..first_tag(next.id)
                 };
                 pipeline.push(tag, *span);
             }
-            run.planned.insert(next.id, (matched, spans));
+            let id = next.id;
+            run.planned.insert(id, (matched, queued, plan));
         }
     }
 
@@ -851,30 +915,6 @@ impl WindowedReader<'_> {
             requested = u64::from(len);
         }
         Ok(())
-    }
-
-    /// The requests that fetch a window's records after its first page, which asked for
-    /// `first` records, at the current page size.
-    fn spans(&self, window: Window, matched: u64, first: u32) -> Vec<Span> {
-        let limit = self.page_size.current();
-        let skips: Vec<u64> = (0..)
-            .map(|k| u64::from(first) + k * u64::from(limit))
-            .take_while(|skip| *skip < matched)
-            .collect();
-        // Any of the last few requests may be answered last; each of them carries `matched`,
-        // so a call leaving the window before the last answer shows, whichever that is.
-        let proof = skips.len().saturating_sub(CONCURRENCY);
-        let want_all = !self.windowing.optional_pagination;
-        skips
-            .into_iter()
-            .enumerate()
-            .map(|(index, skip)| Span {
-                window,
-                skip,
-                len: limit,
-                pagination: want_all || index >= proof,
-            })
-            .collect()
     }
 
     fn first_span(&self, window: Window) -> Span {
