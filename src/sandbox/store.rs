@@ -1,6 +1,10 @@
 //! The write endpoints: CRM accounts, contacts and deals keyed by `crm_id`, and uploaded
 //! calls keyed by `source_id`. What they store is inspectable through [`WriteStore`], with
 //! counters that let tests spot duplicates and replays.
+//!
+//! The store keeps each object as written; the API's answers show it in Clari's lossy read
+//! shape instead ([`ReadShape`]), so that a client comparing what it wrote with what it reads
+//! back meets the same differences it would meet against the real API.
 
 use std::collections::BTreeMap;
 
@@ -86,12 +90,144 @@ impl CrmKind {
         }
     }
 
+    /// How the API shows this kind (see [`ReadShape`]).
+    fn shape(self) -> &'static ReadShape {
+        match self {
+            CrmKind::Account => &ReadShape {
+                shown: &[
+                    "crm_id",
+                    "name",
+                    "phones",
+                    "description",
+                    "website",
+                    "address",
+                    "city",
+                    "state",
+                    "country",
+                    "zip",
+                ],
+                derived: &[Derived::PhoneNorms, Derived::PhoneSuffixes],
+            },
+            CrmKind::Contact => &ReadShape {
+                shown: &[
+                    "crm_id",
+                    "first_name",
+                    "last_name",
+                    "job_title",
+                    "phones",
+                    "stage",
+                    "reason",
+                ],
+                derived: &[
+                    Derived::AccountId,
+                    Derived::PhoneNorms,
+                    Derived::PhoneSuffixes,
+                ],
+            },
+            CrmKind::Deal => &ReadShape {
+                shown: &[
+                    "crm_id",
+                    "owner_crm_id",
+                    "deal_name",
+                    "amount",
+                    "close_date",
+                    "created_date",
+                    "last_contacted",
+                    "next_call_date",
+                    "stage",
+                    "probability",
+                    "forecast_category",
+                    "stage_change_history",
+                    "close_date_change_history",
+                    "deal_reason",
+                ],
+                derived: &[Derived::AccountId],
+            },
+        }
+    }
+
     fn count(self, counts: &mut Counts) -> &mut usize {
         match self {
             CrmKind::Account => &mut counts.accounts,
             CrmKind::Contact => &mut counts.contacts,
             CrmKind::Deal => &mut counts.deals,
         }
+    }
+}
+
+/// How the API shows a stored CRM object: not as it was written. The reference's one observed
+/// answer (update-contact, §7.2) shows the Copilot `id`, a fixed set of fields with `null` for
+/// the empty ones, read-only fields derived from others (`account_id`, `phone_norms`,
+/// `phone_suffixes`), and nothing of `emails`, `is_lead`, `custom_fields` or `account_crm_id`.
+/// The sandbox answers every kind that way: `custom_fields` and the account's CRM id are hidden
+/// for every kind that has them, fields the API does not know are never shown, dates come back
+/// in UTC with milliseconds and amounts as the shortest decimal of their number.
+pub(crate) struct ReadShape {
+    /// The stored fields the answer shows, in order; absent or empty ones as `null`.
+    shown: &'static [&'static str],
+    /// The read-only fields the answer adds.
+    derived: &'static [Derived],
+}
+
+/// A read-only field computed from the stored object.
+#[derive(Clone, Copy)]
+enum Derived {
+    /// The Copilot `id` of the account named by `account_crm_id`, `null` if there is none.
+    AccountId,
+    /// The digits of each phone number.
+    PhoneNorms,
+    /// The last four digits of each phone number.
+    PhoneSuffixes,
+}
+
+/// Fields holding a date-time, at any depth (the deal histories' entries included).
+const DATE_FIELDS: [&str; 6] = [
+    "close_date",
+    "created_date",
+    "last_contacted",
+    "next_call_date",
+    "date_changed",
+    "prev_close_date",
+];
+
+/// Fields holding an amount typed as a string.
+const AMOUNT_FIELDS: [&str; 2] = ["amount", "probability"];
+
+/// A stored value as the API shows it: empty lists as `null`, dates in UTC with milliseconds,
+/// amounts re-printed from their number (`"1000.50"` shows as `"1000.5"`), at any depth.
+fn shown_value(field: &str, value: &Value) -> Value {
+    match value {
+        Value::Array(items) if items.is_empty() => Value::Null,
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|item| shown_value(field, item)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), shown_value(key, value)))
+                .collect(),
+        ),
+        Value::String(text) if DATE_FIELDS.contains(&field) => match text.parse::<Timestamp>() {
+            Ok(instant) => Value::String(format!("{instant:.3}")),
+            Err(_) => value.clone(),
+        },
+        Value::String(text) if AMOUNT_FIELDS.contains(&field) => match text.trim().parse::<f64>() {
+            Ok(number) if number.is_finite() => Value::String(number.to_string()),
+            _ => value.clone(),
+        },
+        _ => value.clone(),
+    }
+}
+
+/// The phone numbers of a stored object, mapped by `f` (`null` when it has none).
+fn phones(stored: &Map<String, Value>, f: impl Fn(String) -> String) -> Value {
+    let shown: Vec<Value> = strings(stored, "phones")
+        .map(|phone| phone.chars().filter(char::is_ascii_digit).collect())
+        .map(|digits| Value::String(f(digits)))
+        .collect();
+    if shown.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(shown)
     }
 }
 
@@ -139,6 +275,51 @@ impl Writes {
         format!("{:024x}", self.rng.u128(..1 << 96))
     }
 
+    /// `stored` as the API shows it: see [`ReadShape`].
+    fn shown(&self, kind: CrmKind, stored: &Value) -> Value {
+        let empty = Map::new();
+        let stored = stored.as_object().unwrap_or(&empty);
+        let shape = kind.shape();
+        let mut answer = Map::new();
+        answer.insert(
+            "id".to_owned(),
+            stored.get("id").cloned().unwrap_or(Value::Null),
+        );
+        for field in shape.shown {
+            let value = stored
+                .get(*field)
+                .map_or(Value::Null, |value| shown_value(field, value));
+            answer.insert((*field).to_owned(), value);
+        }
+        for derived in shape.derived {
+            let (name, value) = match derived {
+                Derived::AccountId => (
+                    "account_id",
+                    stored
+                        .get("account_crm_id")
+                        .and_then(Value::as_str)
+                        .and_then(|crm_id| self.store.accounts.get(crm_id))
+                        .and_then(|account| account.get("id").cloned())
+                        .unwrap_or(Value::Null),
+                ),
+                Derived::PhoneNorms => ("phone_norms", phones(stored, |digits| digits)),
+                Derived::PhoneSuffixes => (
+                    "phone_suffixes",
+                    phones(stored, |digits| {
+                        digits[digits.len().saturating_sub(4)..].to_owned()
+                    }),
+                ),
+            };
+            answer.insert(name.to_owned(), value);
+        }
+        Value::Object(answer)
+    }
+
+    /// A 200 answer showing `stored` in the read shape.
+    fn answer(&self, kind: CrmKind, stored: &Value) -> Response {
+        ok_json(&self.shown(kind, stored))
+    }
+
     pub(crate) fn create(&mut self, kind: CrmKind, body: &Bytes) -> Result<Response, ApiError> {
         let mut body = object(body)?;
         let crm_id = required(&body, "crm_id")?.to_owned();
@@ -152,7 +333,7 @@ impl Writes {
             *kind.count(&mut self.store.duplicate_creates) += 1;
         }
         *kind.count(&mut self.store.creates) += 1;
-        Ok(ok_json(&value))
+        Ok(self.answer(kind, &value))
     }
 
     pub(crate) fn get(&mut self, kind: CrmKind, uri: &Uri) -> Result<Response, ApiError> {
@@ -160,10 +341,12 @@ impl Writes {
         let id = params
             .get("id")
             .ok_or_else(|| ApiError::bad_request("id is required"))?;
-        kind.objects(&mut self.store)
+        let stored = kind
+            .objects(&mut self.store)
             .get(id)
-            .map(ok_json)
-            .ok_or_else(ApiError::not_found)
+            .cloned()
+            .ok_or_else(ApiError::not_found)?;
+        Ok(self.answer(kind, &stored))
     }
 
     /// Merges the body's fields into the object named by the body's `crm_id`; the Copilot
@@ -179,10 +362,10 @@ impl Writes {
         }
         let updated = Value::Object(stored.clone());
         *kind.count(&mut self.store.updates) += 1;
-        Ok(ok_json(&updated))
+        Ok(self.answer(kind, &updated))
     }
 
-    /// Deletes by the JSON body's `id` (the CRM id) and answers the last snapshot.
+    /// Deletes by the JSON body's `id` (the CRM id) and answers the last snapshot, shown.
     pub(crate) fn delete(&mut self, kind: CrmKind, body: &Bytes) -> Result<Response, ApiError> {
         let body = object(body)?;
         let id = required(&body, "id")?;
@@ -191,7 +374,7 @@ impl Writes {
             .remove(id)
             .ok_or_else(ApiError::not_found)?;
         *kind.count(&mut self.store.deletes) += 1;
-        Ok(ok_json(&removed))
+        Ok(self.answer(kind, &removed))
     }
 
     /// `POST /create-call`: validates like the spec describes, then stores by `source_id`.

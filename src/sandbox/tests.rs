@@ -822,8 +822,8 @@ async fn crm_write_endpoints_round_trip_and_count_duplicates() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(
-        updated,
-        json!({"crm_id": "A1", "name": "Acme", "city": "Paris", "id": copilot_id})
+        (&updated["id"], &updated["name"], &updated["city"]),
+        (&json!(copilot_id), &json!("Acme"), &json!("Paris"))
     );
     assert_eq!(
         send(
@@ -877,6 +877,64 @@ async fn crm_write_endpoints_round_trip_and_count_duplicates() {
     assert_eq!(store.duplicate_creates.contacts, 1);
     assert_eq!(store.updates.total(), 1);
     assert_eq!(store.deletes.accounts, 1);
+}
+
+#[tokio::test]
+async fn crm_answers_show_objects_in_clari_s_lossy_read_shape_while_the_store_keeps_them_whole() {
+    use reqwest::Method;
+    let sandbox = start_default().await;
+    let (_, account) = send(
+        &sandbox,
+        Method::POST,
+        "/create-account",
+        json!({"crm_id": "A1", "name": "Acme", "custom_fields": [{"key": "k", "value": "v"}]}),
+    )
+    .await;
+    let contact = json!({"crm_id": "C1", "account_crm_id": "A1", "first_name": "Ada",
+        "phones": ["+33 (1) 23-45-67-89"], "emails": ["ada@example.com"], "is_lead": true,
+        "x_unknown": 1});
+    let (status, created) = send(&sandbox, Method::POST, "/create-contact", contact.clone()).await;
+    assert_eq!(status, 200);
+    let (_, fetched) = get(&sandbox, "/get-contact", &[("id", "C1")]).await;
+    assert_eq!(fetched, created);
+    assert_eq!(
+        fetched,
+        json!({"id": fetched["id"], "crm_id": "C1", "first_name": "Ada", "last_name": null,
+            "job_title": null, "phones": ["+33 (1) 23-45-67-89"], "stage": null, "reason": null,
+            "account_id": account["id"], "phone_norms": ["33123456789"],
+            "phone_suffixes": ["6789"]}),
+        "hidden: emails, is_lead, custom_fields, account_crm_id and unknown fields"
+    );
+    send(
+        &sandbox,
+        Method::POST,
+        "/create-deal",
+        json!({"crm_id": "D1", "amount": "1000.50", "probability": "0.250",
+            "close_date": "2024-05-01T12:00:00+02:00", "stage_change_history": [],
+            "close_date_change_history": [{"close_date": "2024-05-01T10:00:00Z"}]}),
+    )
+    .await;
+    let (_, deal) = get(&sandbox, "/get-deal", &[("id", "D1")]).await;
+    assert_eq!(
+        (&deal["amount"], &deal["probability"], &deal["close_date"]),
+        (
+            &json!("1000.5"),
+            &json!("0.25"),
+            &json!("2024-05-01T10:00:00.000Z")
+        )
+    );
+    assert_eq!(
+        deal["stage_change_history"],
+        Value::Null,
+        "[] shows as null"
+    );
+    assert_eq!(
+        deal["close_date_change_history"][0]["close_date"],
+        "2024-05-01T10:00:00.000Z"
+    );
+    let store = sandbox.store();
+    assert_eq!(store.contacts["C1"]["emails"], contact["emails"]);
+    assert_eq!(store.deals["D1"]["amount"], "1000.50");
 }
 
 #[tokio::test]
