@@ -98,6 +98,85 @@ async fn replaying_an_append_dedup_sync_creates_no_duplicates() {
     assert_eq!(store.calls.len(), 10);
 }
 
+/// Records whose every field the look-up shows, written as a source may spell them: dates
+/// with an offset, amounts with trailing zeros, empty lists and nulls.
+fn held_records(version: u32) -> Input {
+    let mut input = Input::new();
+    for i in 0..10 {
+        input = input
+            .record(
+                "accounts",
+                json!({"crm_id": format!("acc-{i}"), "name": format!("Acme {i} v{version}"),
+                    "city": "Lyon", "phones": []}),
+            )
+            .record(
+                "contacts",
+                json!({"crm_id": format!("con-{i}"), "first_name": "Ada", "last_name": null}),
+            )
+            .record(
+                "deals",
+                json!({"crm_id": format!("deal-{i}"), "deal_name": "Big", "amount": "1000.50",
+                    "close_date": "2024-05-01T12:00:00+02:00"}),
+            );
+    }
+    input.global_state(1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_dedup_sends_only_the_look_up_for_records_the_api_already_holds() {
+    let sandbox = start().await;
+    let crm = ["accounts", "contacts", "deals"];
+    let (result, _) = run(&sandbox, "fail", &modes(&crm, "append"), &held_records(1)).await;
+    result.unwrap();
+    let before = sandbox.request_count();
+
+    let (result, lines) = run(
+        &sandbox,
+        "fail",
+        &modes(&crm, "append_dedup"),
+        &held_records(1),
+    )
+    .await;
+    let summary = result.unwrap();
+    assert_eq!((summary.written, summary.unchanged), (0, 30));
+    assert_eq!(sandbox.request_count() - before, 30, "one look-up each");
+    assert_eq!(sandbox.store().updates.total(), 0);
+    let state = lines
+        .iter()
+        .find(|l| l.starts_with(r#"{"type":"STATE""#))
+        .unwrap();
+    assert!(
+        state.contains(r#""destinationStats":{"recordCount":30.0}"#),
+        "unchanged records are committed records: {state}"
+    );
+    let finished = logs(&lines, "INFO");
+    assert!(
+        finished
+            .iter()
+            .any(|l| l.starts_with("Destination finished") && l.contains("30 unchanged")),
+        "{finished:?}"
+    );
+
+    // What the look-up cannot prove held is written: a changed value, a field it does not show.
+    let input = Input::new()
+        .record("accounts", json!({"crm_id": "acc-1", "name": "Acme 1 v2"}))
+        .record(
+            "contacts",
+            json!({"crm_id": "con-1", "emails": ["ada@example.com"]}),
+        )
+        .record("deals", json!({"crm_id": "deal-1", "amount": "1000.51"}))
+        .record("deals", json!({"crm_id": "deal-2", "amount": "1000.5000"}));
+    let (result, _) = run(&sandbox, "fail", &modes(&crm, "append_dedup"), &input).await;
+    let summary = result.unwrap();
+    assert_eq!((summary.written, summary.unchanged), (3, 1));
+    let store = sandbox.store();
+    assert_eq!(
+        store.contacts["con-1"]["emails"],
+        json!(["ada@example.com"])
+    );
+    assert_eq!(store.deals["deal-1"]["amount"], "1000.51");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_429s_stop_the_write_once_the_configured_patience_is_spent() {
     // The config's patience governs the destination too (not the default ten minutes), and

@@ -4,6 +4,7 @@
 //! - [`reader`]: the tolerant, bounded stdin reader (its own thread, backpressure);
 //! - [`acks`]: record numbering and state release (pure logic);
 //! - [`objects`]: the four objects as data (routes, key field, supported modes);
+//! - [`compare`]: whether an object as the API shows it already holds a record's values;
 //! - [`routes`]: configured stream → object and mode, refused at start when impossible;
 //! - [`requests`]: the requests one record costs in each mode, and what each answer means;
 //! - [`writer`]: the loop tying them together (concurrency, per-key ordering, state echoes).
@@ -11,6 +12,7 @@
 //! See `docs/destination.md` for the user-facing description of modes and rejections.
 
 pub mod acks;
+pub mod compare;
 pub mod objects;
 pub mod reader;
 pub mod requests;
@@ -39,6 +41,8 @@ pub struct WriteSummary {
     pub records: u64,
     /// Records the API confirmed.
     pub written: u64,
+    /// Records not sent because the API already held every value they set (`append_dedup`).
+    pub unchanged: u64,
     /// Records rejected and skipped under the `skip` policy.
     pub rejected: u64,
     /// Input lines that were not usable messages.
@@ -108,10 +112,11 @@ pub async fn write(
     let _ = output.emit(&Message::log(
         LogLevel::Info,
         format!(
-            "Destination finished: {} records read, {} written, {} rejected and skipped, {} unusable input lines, \
-             {} states echoed, {} requests sent",
+            "Destination finished: {} records read, {} written, {} unchanged (already held, not sent again), \
+             {} rejected and skipped, {} unusable input lines, {} states echoed, {} requests sent",
             summary.records,
             summary.written,
+            summary.unchanged,
             summary.rejected,
             summary.skipped_lines,
             summary.states,

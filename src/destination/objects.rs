@@ -21,6 +21,19 @@ pub struct Object {
     pub dedup: Dedup,
     /// Array fields of which at least one must name a recording user (empty: no such rule).
     pub user_fields: &'static [&'static str],
+    /// Under which names a look-up's answer shows the record's fields.
+    pub shows: Shows,
+    /// Fields holding a number written as a string, which the API may print another way.
+    pub decimals: &'static [&'static str],
+}
+
+/// Under which names a look-up's answer shows the fields a record sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shows {
+    /// Under their own names, when the answer has them (`get-<obj>` answers the object).
+    OwnNames,
+    /// Only these `(record field, answer field)` pairs: every other field is not shown.
+    Only(&'static [(&'static str, &'static str)]),
 }
 
 /// How an object is upserted.
@@ -39,9 +52,10 @@ use DestinationSyncMode::{Append, AppendDedup, SoftDelete, Update};
 /// Calls support neither `update` (there is no update-call route) nor `soft_delete` (no
 /// delete-call route); their upsert is `create-call` with `force_overwrite_old_call`.
 pub const OBJECTS: [Object; 4] = [
-    Object::crm("accounts", "account"),
-    Object::crm("contacts", "contact"),
-    Object::crm("deals", "deal"),
+    Object::crm("accounts", "account", &[]),
+    Object::crm("contacts", "contact", &[]),
+    // The API types both as strings.
+    Object::crm("deals", "deal", &["amount", "probability"]),
     Object {
         name: "calls",
         singular: "call",
@@ -49,6 +63,15 @@ pub const OBJECTS: [Object; 4] = [
         modes: &[Append, AppendDedup],
         dedup: Dedup::OverwriteFlag("force_overwrite_old_call"),
         user_fields: &["user_emails", "source_user_ids"],
+        // A `/calls` listing shows these faithfully; its `audio_url` is null (or a signed URL),
+        // its users and participants are shaped otherwise, and the rest is not listed.
+        shows: Shows::Only(&[
+            ("source_id", "source_id"),
+            ("title", "title"),
+            ("type", "type"),
+            ("call_time", "time"),
+        ]),
+        decimals: &[],
     },
 ];
 
@@ -56,7 +79,11 @@ pub const OBJECTS: [Object; 4] = [
 pub const SUPPORTED_MODES: [DestinationSyncMode; 4] = [Append, AppendDedup, Update, SoftDelete];
 
 impl Object {
-    const fn crm(name: &'static str, singular: &'static str) -> Object {
+    const fn crm(
+        name: &'static str,
+        singular: &'static str,
+        decimals: &'static [&'static str],
+    ) -> Object {
         Object {
             name,
             singular,
@@ -64,6 +91,8 @@ impl Object {
             modes: &SUPPORTED_MODES,
             dedup: Dedup::LookUp,
             user_fields: &[],
+            shows: Shows::OwnNames,
+            decimals,
         }
     }
 
@@ -74,6 +103,17 @@ impl Object {
 
     pub fn supports(&self, mode: DestinationSyncMode) -> bool {
         self.modes.contains(&mode)
+    }
+
+    /// The name under which a look-up's answer shows the record's `field`, if it shows it.
+    pub fn shown_as<'a>(&self, field: &'a str) -> Option<&'a str> {
+        match self.shows {
+            Shows::OwnNames => Some(field),
+            Shows::Only(pairs) => pairs
+                .iter()
+                .find(|(written, _)| *written == field)
+                .map(|(_, shown)| *shown),
+        }
     }
 
     /// `/create-account`, `/get-deal`, ... for `verb` one of create, get, update, delete.

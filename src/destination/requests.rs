@@ -3,7 +3,7 @@
 //! | mode | accounts, contacts, deals | calls |
 //! |---|---|---|
 //! | `append` | `POST /create-<obj>` | `POST /create-call` |
-//! | `append_dedup` | `GET /get-<obj>?id=` then `PUT /update-<obj>`, or `POST /create-<obj>` on 404 | `POST /create-call` with `force_overwrite_old_call: true` |
+//! | `append_dedup` | `GET /get-<obj>?id=` then `PUT /update-<obj>` unless the answer proves the object unchanged, or `POST /create-<obj>` on 404 | `POST /create-call` with `force_overwrite_old_call: true` |
 //! | `update` | `PUT /update-<obj>`; 404 rejects the record | refused at start |
 //! | `soft_delete` | `DELETE /delete-<obj>` with `{"id": crm_id}`; 404 means already gone | refused at start |
 //!
@@ -13,9 +13,10 @@
 //! updated instead of duplicated.
 
 use reqwest::Method;
-use serde_json::Value;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
+use super::compare::{Comparison, compare};
 use super::objects::{Dedup, Object};
 use crate::catalog::validate_destination_record;
 use crate::client::{Client, Request, Response};
@@ -30,6 +31,8 @@ const PLAN_ATTEMPTS: usize = 4;
 pub enum Verdict {
     /// The API confirmed the write (or, for a delete, that the record is gone).
     Written,
+    /// Not sent: the look-up showed the object already holds every value the record sets.
+    Unchanged,
     /// The API refused this record; the reason quotes it.
     Rejected(String),
 }
@@ -169,10 +172,22 @@ async fn upsert_once(client: &Client, object: &Object, record: &Prepared) -> Res
     match found.status {
         404 => create(client, object, record, false).await,
         200..=299 => {
+            if holds(object, record, &found) {
+                return Ok(Verdict::Unchanged);
+            }
             let response = put(client, object, record).await?;
             judge(&Method::PUT, &object.path("update"), &response)
         }
         _ => judge(&Method::GET, &get_path, &found),
+    }
+}
+
+/// Whether the look-up's answer proves the object holds every value the record sets.
+fn holds(object: &Object, record: &Prepared, found: &Response) -> bool {
+    let parse = |bytes: &[u8]| serde_json::from_slice::<Map<String, Value>>(bytes).ok();
+    match (parse(&record.body), parse(&found.body)) {
+        (Some(fields), Some(shown)) => compare(object, &fields, &shown) == Comparison::Same,
+        _ => false,
     }
 }
 

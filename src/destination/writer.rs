@@ -235,12 +235,11 @@ impl Writer {
             }
         }
         match result {
-            Ok(Verdict::Written) => {
-                self.summary.written += 1;
-                self.acks.ack(job.number, Outcome::Written);
-                Ok(())
+            Ok(Verdict::Written) => self.summary.written += 1,
+            Ok(Verdict::Unchanged) => self.summary.unchanged += 1,
+            Ok(Verdict::Rejected(reason)) => {
+                return self.reject(job.number, job.line, &job.route, reason);
             }
-            Ok(Verdict::Rejected(reason)) => self.reject(job.number, job.line, &job.route, reason),
             Err(error) => {
                 self.log(
                     LogLevel::Error,
@@ -249,9 +248,11 @@ impl Writer {
                         job.line, job.route.stream
                     ),
                 );
-                Err(error)
+                return Err(error);
             }
         }
+        self.acks.ack(job.number, Outcome::Written);
+        Ok(())
     }
 
     /// Applies the rejection policy to a record the schema or the API refused.
