@@ -53,7 +53,8 @@ impl PageSize {
         self.lock().size
     }
 
-    /// A page of `size` was answered. After a run of them at the current size, the size
+    /// A full page of `size` was answered (a short one, a window's last, proves nothing about
+    /// `size`). After a run of them at the current size, the size
     /// grows halfway to the smallest size that failed (or to the maximum).
     pub fn succeeded(&self, size: u32) {
         let mut learned = self.lock();
@@ -67,6 +68,17 @@ impl PageSize {
             learned.size += (ceiling - learned.size).div_ceil(2);
             learned.streak = 0;
         }
+    }
+
+    /// The most records a request may ask for (`page_size`).
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// Whether pages of `size` already failed twice in this read: a 502 at such a size says
+    /// what was already learned, so trying it again at that size would only spend a request.
+    pub fn failed_before(&self, size: u32) -> bool {
+        size >= self.lock().failed
     }
 
     /// A page of `size` failed twice with 502: the size goes back to the largest that was
@@ -143,6 +155,15 @@ mod tests {
         let size = PageSize::new(100, None);
         size.succeeded(100);
         assert_eq!(size.failed(100), 75);
+    }
+
+    #[test]
+    fn a_size_that_failed_twice_is_known_to_fail_and_smaller_ones_are_not() {
+        let size = PageSize::new(100, None);
+        assert!(!size.failed_before(100));
+        size.failed(48);
+        assert!(size.failed_before(48) && size.failed_before(60));
+        assert!(!size.failed_before(47));
     }
 
     #[test]

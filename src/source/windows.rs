@@ -1077,7 +1077,8 @@ impl WindowedReader<'_> {
     }
 
     /// Fetches `len` records from `skip`. A 502 (Clari's answer to pages over ~6 MB) is
-    /// retried once at the same size, since it may pass; a second one shrinks the shared page
+    /// retried once at the same size, since it may pass, unless pages of that size already
+    /// failed twice in this read; a second one shrinks the shared page
     /// size ([`PageSize`]) and the rest of the span is fetched at the new size, so its records
     /// are all read. A window's first page (`skip` 0) stays one request: it comes back smaller
     /// rather than in pieces, so it can still be a snapshot of its window. Returns the bodies
@@ -1101,7 +1102,12 @@ impl WindowedReader<'_> {
             };
             match self.client.get_request(request).await {
                 Ok(body) => {
-                    self.page_size.succeeded(n);
+                    // Below the maximum the size is still being learned, and only a full page
+                    // shows that its size fits; at the maximum there is nothing to learn and
+                    // the body is not parsed twice.
+                    if n == self.page_size.max() || self.is_full(&body, n) {
+                        self.page_size.succeeded(n);
+                    }
                     bodies.push(body);
                     if skip == 0 {
                         return Ok((bodies, n));
@@ -1109,7 +1115,11 @@ impl WindowedReader<'_> {
                     at += u64::from(n);
                     failed = false;
                 }
-                Err(Error::Http { status: 502, .. }) if n > 1 && !failed => failed = true,
+                Err(Error::Http { status: 502, .. })
+                    if n > 1 && !failed && !self.page_size.failed_before(n) =>
+                {
+                    failed = true
+                }
                 Err(Error::Http { status: 502, .. }) if n > 1 => {
                     size = self.page_size.failed(n).min(n - 1);
                     failed = false;
@@ -1122,6 +1132,12 @@ impl WindowedReader<'_> {
             }
         }
         Ok((bodies, len))
+    }
+
+    /// Whether `body` holds `limit` records (an unreadable body is reported when it is read).
+    fn is_full(&self, body: &[u8], limit: u32) -> bool {
+        page::parse(body, self.def.records_keys, self.def.path)
+            .is_ok_and(|page| page.records.len() == limit as usize)
     }
 
     fn request(&self, window: Window, skip: u64, limit: u32, pagination: bool) -> Request {
