@@ -43,6 +43,9 @@ pub struct WriteSummary {
     pub written: u64,
     /// Records not sent because the API already held every value they set (`append_dedup`).
     pub unchanged: u64,
+    /// Records whose create was refused because the key exists, and whose look-up showed no
+    /// value differing from the record: written before (a replay, or a retried create).
+    pub already_present: u64,
     /// Records rejected and skipped under the `skip` policy.
     pub rejected: u64,
     /// Input lines that were not usable messages.
@@ -113,10 +116,12 @@ pub async fn write(
         LogLevel::Info,
         format!(
             "Destination finished: {} records read, {} written, {} unchanged (already held, not sent again), \
-             {} rejected and skipped, {} unusable input lines, {} states echoed, {} requests sent",
+             {} already present (refused as existing, found equal), {} rejected and skipped, \
+             {} unusable input lines, {} states echoed, {} requests sent",
             summary.records,
             summary.written,
             summary.unchanged,
+            summary.already_present,
             summary.rejected,
             summary.skipped_lines,
             summary.states,

@@ -237,6 +237,7 @@ impl Writer {
         match result {
             Ok(Verdict::Written) => self.summary.written += 1,
             Ok(Verdict::Unchanged) => self.summary.unchanged += 1,
+            Ok(Verdict::AlreadyPresent) => self.summary.already_present += 1,
             Ok(Verdict::Rejected(reason)) => {
                 return self.reject(job.number, job.line, &job.route, reason);
             }
