@@ -668,3 +668,166 @@ impl std::io::Write for StateChecker {
         Ok(())
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_append_sync_counts_existing_records_as_already_present() {
+    let sandbox = start().await;
+    let objects = ["accounts", "contacts", "deals", "calls"];
+    let input = Input::new().records_of(&objects, 0..5, 1).global_state(1);
+    let (result, _) = run(&sandbox, "fail", &modes(&objects, "append"), &input).await;
+    assert_eq!(result.unwrap().written, 20);
+
+    let (result, lines) = run(&sandbox, "fail", &modes(&objects, "append"), &input).await;
+    let summary = result.unwrap();
+    assert_eq!((summary.written, summary.already_present), (0, 20));
+    let state = lines
+        .iter()
+        .find(|l| l.starts_with(r#"{"type":"STATE""#))
+        .expect("the replay echoes its state");
+    assert!(
+        state.contains(r#""destinationStats":{"recordCount":20.0}"#),
+        "{state}"
+    );
+    assert!(
+        logs(&lines, "INFO")
+            .iter()
+            .any(|l| l.starts_with("Destination finished") && l.contains("20 already present")),
+        "{lines:?}"
+    );
+    let store = sandbox.store();
+    assert_eq!(store.creates.total(), 20, "nothing created twice");
+    assert_eq!(
+        store.duplicate_creates.total(),
+        20,
+        "each replayed create refused"
+    );
+    assert_eq!(
+        sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET")
+            .count(),
+        20,
+        "one look-up per refused create, none before"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_record_differing_from_the_existing_object_is_rejected_suggesting_append_dedup() {
+    let sandbox = start().await;
+    let catalog = modes(&["accounts", "calls"], "append");
+    let first = Input::new().records_of(&["accounts", "calls"], 0..2, 1);
+    run(&sandbox, "fail", &catalog, &first).await.0.unwrap();
+    let changed = Input::new()
+        .records_of(&["accounts", "calls"], 0..1, 2)
+        .global_state(1);
+    let (result, lines) = run(&sandbox, "skip", &catalog, &changed).await;
+    let summary = result.unwrap();
+    assert_eq!((summary.rejected, summary.already_present), (2, 0));
+    let warnings = logs(&lines, "WARN");
+    for expected in ["`/name`", "`/title`"] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(expected) && w.contains("`append_dedup`")),
+            "{warnings:?}"
+        );
+    }
+    assert_eq!(sandbox.store().accounts["acc-0"]["name"], "accounts 0 v1");
+    let (result, _) = run(&sandbox, "fail", &catalog, &changed).await;
+    let message = result.unwrap_err().user_message();
+    assert!(message.contains("append_dedup"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answered_5xx_or_lost_is_retried_and_written_once() {
+    let sandbox = start().await;
+    let objects = ["accounts", "calls"];
+    sandbox.faults().fail_write_next(2, 504);
+    let input = Input::new().records_of(&objects, 0..1, 1).global_state(1);
+    let (result, _) = run(&sandbox, "fail", &modes(&objects, "append"), &input).await;
+    assert_eq!(result.unwrap().written, 2);
+
+    // Every success cut mid-body: each create lands, its answer is lost, and the retry is
+    // refused as existing, which the look-up resolves.
+    sandbox.faults().set_reset_connection_every(2);
+    let input = Input::new().records_of(&objects, 1..4, 1).global_state(1);
+    let (result, _) = run(&sandbox, "fail", &modes(&objects, "append"), &input).await;
+    let summary = result.unwrap();
+    assert_eq!(summary.written + summary.already_present, 6, "{summary:?}");
+    let store = sandbox.store();
+    assert_eq!((store.accounts.len(), store.calls.len()), (4, 4));
+    assert_eq!(store.creates.total(), 8, "each record created once");
+    let no_overwrite = store
+        .calls
+        .values()
+        .all(|call| call.get("force_overwrite_old_call").is_none());
+    assert!(no_overwrite, "append never asks to overwrite");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_five_percent_faults_every_mode_completes_with_every_record_written_once() {
+    let sandbox = start().await;
+    sandbox.faults().fail_every(20, 503);
+    sandbox.faults().set_reset_connection_every(40);
+    let crm = ["accounts", "contacts", "deals"];
+    let all = ["accounts", "contacts", "deals", "calls"];
+    let runs: [(&[&str], &str, std::ops::Range<usize>, u32); 4] = [
+        (&all, "append", 0..30, 1),
+        (&all, "append_dedup", 20..40, 2),
+        (&crm, "update", 0..20, 3),
+        (&crm, "soft_delete", 30..40, 4),
+    ];
+    for (objects, mode, range, version) in runs {
+        let input = Input::new()
+            .records_of(objects, range.clone(), version)
+            .global_state(version);
+        let (result, lines) = run(&sandbox, "fail", &modes(objects, mode), &input).await;
+        let summary = result.unwrap_or_else(|e| panic!("{mode}: {e:?} {lines:?}"));
+        let landed = summary.written + summary.unchanged + summary.already_present;
+        assert_eq!(landed, (range.len() * objects.len()) as u64, "{mode}");
+        assert_eq!(summary.states, 1, "{mode}");
+    }
+    let store = sandbox.store();
+    assert_eq!(
+        store.creates.total(),
+        3 * 30 + 3 * 10 + 40,
+        "every key created once"
+    );
+    assert_eq!(store.accounts.len(), 30, "40 keys, 10 deleted");
+    assert_eq!(store.accounts["acc-5"]["name"], "accounts 5 v3");
+    assert_eq!(store.accounts["acc-25"]["name"], "accounts 25 v2");
+    assert_eq!(store.calls["call-35"]["title"], "calls 35 v2");
+    assert!(sandbox.requests().iter().any(|r| r.status == 503));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_dedup_keeps_unsent_fields_even_when_updates_replace_the_object() {
+    let sandbox = start().await;
+    let catalog = modes(&["accounts"], "append_dedup");
+    let full = Input::new().record("accounts", account(1, 1));
+    run(&sandbox, "fail", &catalog, &full).await.0.unwrap();
+    sandbox.faults().set_update_replaces(true);
+    let before = sandbox.request_count();
+    let partial = Input::new().record(
+        "accounts",
+        json!({"crm_id": "acc-1", "name": "renamed", "website": "https://acme.example"}),
+    );
+    let (result, _) = run(&sandbox, "fail", &catalog, &partial).await;
+    assert_eq!(result.unwrap().written, 1);
+    assert_eq!(
+        sandbox.request_count() - before,
+        2,
+        "the look-up and the update"
+    );
+    let stored = &sandbox.store().accounts["acc-1"];
+    assert_eq!(
+        (&stored["name"], &stored["website"], &stored["city"]),
+        (
+            &json!("renamed"),
+            &json!("https://acme.example"),
+            &json!("Lyon")
+        ),
+        "the city the record did not carry survives a replacing update"
+    );
+}

@@ -519,10 +519,58 @@ mod tests {
             reason.contains("HTTP 400") && reason.contains("bad amount"),
             "{reason}"
         );
+        assert_eq!(
+            judge(
+                &post,
+                "/create-deal",
+                &response(200, r#"{"id":"x","message":"Created"}"#)
+            )
+            .unwrap(),
+            Verdict::Written,
+            "a gateway's `message` is not an error the API documents"
+        );
         assert!(judge(&post, "/create-deal", &response(501, "nope")).is_err());
         assert!(
             create_verdict("/create-deal", &response(404, "{}")).is_err(),
             "a missing route is not the record's fault"
+        );
+    }
+
+    #[test]
+    fn only_a_refusal_saying_already_exists_is_resolved_by_a_look_up() {
+        assert!(refuses_existing_key(&response(
+            400,
+            r#"{"errorMessage":"account with crm_id a already exists"}"#
+        )));
+        assert!(refuses_existing_key(&response(
+            400,
+            r#"{"error":"call with source_id already exists"}"#
+        )));
+        assert!(!refuses_existing_key(&response(
+            400,
+            r#"{"errorMessage":"bad amount"}"#
+        )));
+        assert!(!refuses_existing_key(&response(
+            500,
+            r#"{"message":"already exists"}"#
+        )));
+    }
+
+    #[test]
+    fn an_update_body_is_the_shown_object_with_the_record_laid_over_it() {
+        let shown = serde_json::json!({"id": "c0", "crm_id": "a-1", "name": "Old", "city": "Lyon",
+            "phones": null, "phone_norms": null});
+        let record = Prepared {
+            key: "a-1".into(),
+            body: br#"{"crm_id":"a-1","name":"New","x_custom":1}"#.to_vec(),
+        };
+        let body = laid_over(object("accounts"), &record, shown.as_object().unwrap());
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"id": "c0", "crm_id": "a-1", "name": "New", "city": "Lyon",
+                "phones": null, "x_custom": 1}),
+            "read-only fields left out, the record's fields win"
         );
     }
 
