@@ -467,7 +467,7 @@ async fn junk_and_truncated_lines_are_reported_and_the_rest_is_written() {
         .raw(r#"{"no":"type"}"#)
         .raw(r#"{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"accounts"},"status":"COMPLETE"}}}"#)
         .global_state(1)
-        .raw_unterminated(r#"{"type":"RECORD","record":{"stream":"accounts","data":{"crm_id":"acc-"#);
+        .raw_unterminated(r#"{"type":"LOG","log":{"level":"INFO","message":"cut"#);
     let (result, lines) = run(&sandbox, "fail", &modes(&["accounts"], "append"), &input).await;
     let summary = result.unwrap();
     assert_eq!(
@@ -497,6 +497,72 @@ async fn junk_and_truncated_lines_are_reported_and_the_rest_is_written() {
         warnings.len(),
         3,
         "the TRACE message is ignored quietly: {warnings:?}"
+    );
+}
+
+/// A record, a RECORD line cut mid-way, a record, a STATE, then more.
+fn input_with_a_cut_record() -> Input {
+    Input::new()
+        .record("accounts", account(1, 1))
+        .stream_state("accounts", 1)
+        .record("accounts", account(2, 1))
+        .raw(r#"{"type":"RECORD","record":{"stream":"accounts","data":{"crm_id":"acc-"#)
+        .record("accounts", account(3, 1))
+        .stream_state("accounts", 3)
+        .record("accounts", account(4, 1))
+        .stream_state("accounts", 4)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_fail_a_cut_record_line_stops_the_sync_before_any_later_state() {
+    let sandbox = start().await;
+    let (result, lines) = run(
+        &sandbox,
+        "fail",
+        &modes(&["accounts"], "append"),
+        &input_with_a_cut_record(),
+    )
+    .await;
+    let error = result.unwrap_err();
+    assert!(
+        matches!(error, Error::RecordRejected { line: 4, .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.user_message().contains("line 4 of stream `accounts`"),
+        "{}",
+        error.user_message()
+    );
+    assert_eq!(echoed_states(&lines.join("\n")), [1], "no state past it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_skip_a_cut_record_line_is_counted_as_rejected_in_the_next_state() {
+    let sandbox = start().await;
+    let (result, lines) = run(
+        &sandbox,
+        "skip",
+        &modes(&["accounts"], "append"),
+        &input_with_a_cut_record(),
+    )
+    .await;
+    let summary = result.unwrap();
+    assert_eq!((summary.written, summary.rejected), (4, 1));
+    let states: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with(r#"{"type":"STATE""#))
+        .collect();
+    assert_eq!(states.len(), 3);
+    assert!(
+        states[1].contains(r#""destinationStats":{"recordCount":2.0,"rejectedRecordCount":1.0}"#),
+        "{}",
+        states[1]
+    );
+    assert!(
+        logs(&lines, "WARN")
+            .iter()
+            .any(|w| w.contains("line 4") && w.contains("RECORD cannot be read")),
+        "{lines:?}"
     );
 }
 
@@ -829,5 +895,57 @@ async fn append_dedup_keeps_unsent_fields_even_when_updates_replace_the_object()
             &json!("Lyon")
         ),
         "the city the record did not carry survives a replacing update"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_lines_report_records_per_stream_rate_requests_and_rejections_while_writing() {
+    use clari_copilot::client::Client;
+    use clari_copilot::destination::{reader, routes::Routes, writer};
+    let sandbox = start().await;
+    // Each write takes 300 ms: a progress interval of 50 ms must tick while one is pending.
+    sandbox
+        .faults()
+        .set_write_latency(Duration::from_millis(300));
+    let config = config(&sandbox, "skip", 200);
+    let input = Input::new()
+        .record("accounts", account(1, 1))
+        .record("deals", deal(1, 1))
+        .record("accounts", json!({"name": "no key"}))
+        .global_state(1);
+    let sink = MemorySink::default();
+    let output = Output::new(Box::new(sink.clone()));
+    let client = Client::new(&config.api, config.api.sync_retry_policy()).unwrap();
+    let routes = Routes::from_catalog(&modes(&["accounts", "deals"], "append")).unwrap();
+    let items = reader::spawn(input.reader(), 16).unwrap();
+    writer::Writer::new(
+        client,
+        Arc::clone(&output),
+        config.on_rejected_record,
+        routes,
+    )
+    .with_progress_every(Duration::from_millis(50))
+    .run(items)
+    .await
+    .unwrap();
+    output.flush().unwrap();
+    let lines: Vec<String> = sink.contents().lines().map(str::to_owned).collect();
+    let progress: Vec<String> = logs(&lines, "INFO")
+        .into_iter()
+        .filter(|l| l.starts_with("Writing:"))
+        .collect();
+    let last = progress.last().expect("a progress line while writing");
+    assert!(
+        last.contains("of 3 records read") && last.contains("records/s"),
+        "{last}"
+    );
+    assert!(
+        last.contains("requests sent, 1 rejected so far"),
+        "the rejection came long before the writes finished: {last}"
+    );
+    assert!(
+        writer::PROGRESS_INTERVAL >= Duration::from_secs(10)
+            && writer::PROGRESS_INTERVAL <= Duration::from_secs(15),
+        "about every 12 s in production"
     );
 }
