@@ -197,3 +197,18 @@ async fn bad_credentials_stop_the_write_with_one_trace_error_and_at_most_one_err
 fn writer_slots() -> usize {
     clari_copilot::destination::writer::MAX_IN_FLIGHT
 }
+
+#[test]
+fn spec_prints_exactly_one_spec_matching_the_snapshot() {
+    let output = Command::new(env!("CARGO_BIN_EXE_source-clari-copilot"))
+        .args(["--role", "destination", "spec"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let messages: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(messages.len(), 1);
+    insta::assert_json_snapshot!("destination_spec", messages[0]);
+}
