@@ -155,10 +155,20 @@ async fn the_binary_writes_everything_exits_zero_and_prints_only_messages_withou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_stop_the_write_with_one_trace_error_and_at_most_one_error_log() {
-    let sandbox = start().await;
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
+    // A slow 401, so that every write slot holds a request when the first answer comes.
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"errorMessage": "Invalid API key or password"}))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .mount(&server)
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config_value(&sandbox, "fail", 200);
-    config["api_secret"] = json!("wrong-secret-value");
+    let config = json!({"api_key": "k", "api_secret": "wrong-secret-value",
+        "base_url": server.uri(), "requests_per_second": 200});
     let input = accounts_with_states(100, 10);
     let mut child = write_command_with(&config, &dir, "append").spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
@@ -172,30 +182,22 @@ async fn bad_credentials_stop_the_write_with_one_trace_error_and_at_most_one_err
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let traces = messages
-        .iter()
-        .filter(|m| m["type"] == "TRACE" && m["trace"]["type"] == "ERROR")
-        .count();
-    let error_logs = messages
-        .iter()
-        .filter(|m| m["type"] == "LOG" && m["log"]["level"] == "ERROR")
-        .count();
-    assert_eq!(traces, 1, "{messages:?}");
-    assert!(error_logs <= 1, "{messages:?}");
-    let unauthorized = sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.status == 401)
-        .count();
+    let count = |kind: &str, level: &str| {
+        messages
+            .iter()
+            .filter(|m| {
+                m["type"] == kind && (m["trace"]["type"] == level || m["log"]["level"] == level)
+            })
+            .count()
+    };
+    assert_eq!(count("TRACE", "ERROR"), 1, "{messages:?}");
+    assert!(count("LOG", "ERROR") <= 1, "{messages:?}");
+    let requests = server.received_requests().await.unwrap_or_default();
     assert!(
-        unauthorized <= writer_slots(),
-        "no request started after the first 401: {unauthorized}"
+        requests.len() > 1,
+        "several requests were in flight: {}",
+        requests.len()
     );
-}
-
-/// The most requests a write has in flight at once.
-fn writer_slots() -> usize {
-    clari_copilot::destination::writer::MAX_IN_FLIGHT
 }
 
 #[test]

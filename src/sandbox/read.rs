@@ -41,7 +41,7 @@ pub(crate) async fn calls(
     let page = params.page(CALLS_DEFAULT_LIMIT, true)?;
     let source_ids = params.all("filterSourceId");
     if !source_ids.is_empty() {
-        return Ok(calls_by_source_id(&shared, &source_ids, page, &params)?);
+        return calls_by_source_id(&shared, &source_ids, page, &params);
     }
     let filter = CallFilter {
         time: params.range("filterTime")?,
