@@ -4,17 +4,27 @@
 mod destination_support;
 
 use clari_copilot::config::DestinationConfig;
+use clari_copilot::destination::WriteSummary;
 use destination_support::*;
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn config_for(server: &MockServer, policy: &str) -> DestinationConfig {
-    DestinationConfig::from_value(&json!({
+/// Writes one account against `server` in `mode` under `policy`.
+async fn write_one_account(
+    server: &MockServer,
+    policy: &str,
+    mode: &str,
+) -> (clari_copilot::error::Result<WriteSummary>, Vec<String>) {
+    let config = DestinationConfig::from_value(&json!({
         "api_key": "k", "api_secret": "s", "base_url": server.uri(),
         "requests_per_second": 200, "on_rejected_record": policy,
     }))
-    .unwrap()
+    .unwrap();
+    let input = Input::new()
+        .record("accounts", account(1, 1))
+        .global_state(1);
+    run_with(&config, &modes(&["accounts"], mode), &input).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,15 +38,7 @@ async fn a_2xx_with_only_a_message_field_is_a_success() {
         .expect(1)
         .mount(&server)
         .await;
-    let input = Input::new()
-        .record("accounts", account(1, 1))
-        .global_state(1);
-    let (result, _) = run_with(
-        &config_for(&server, "fail"),
-        &modes(&["accounts"], "append"),
-        &input,
-    )
-    .await;
+    let (result, _) = write_one_account(&server, "fail", "append").await;
     assert_eq!(result.unwrap().written, 1);
 }
 
@@ -56,15 +58,7 @@ async fn a_look_up_answered_200_with_an_error_is_not_an_existing_object() {
         .expect(0)
         .mount(&server)
         .await;
-    let input = Input::new()
-        .record("accounts", account(1, 1))
-        .global_state(1);
-    let (result, lines) = run_with(
-        &config_for(&server, "skip"),
-        &modes(&["accounts"], "append_dedup"),
-        &input,
-    )
-    .await;
+    let (result, lines) = write_one_account(&server, "skip", "append_dedup").await;
     let summary = result.unwrap();
     assert_eq!((summary.written, summary.rejected), (0, 1));
     let warnings = logs(&lines, "WARN");

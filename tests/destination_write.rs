@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clari_copilot::config::DestinationConfig;
-use clari_copilot::destination;
+use clari_copilot::destination::{self, WriteSummary};
 use clari_copilot::error::Error;
 use clari_copilot::protocol::output::MemorySink;
 use clari_copilot::protocol::{FailureType, Output};
@@ -513,16 +513,18 @@ fn input_with_a_cut_record() -> Input {
         .stream_state("accounts", 4)
 }
 
+/// Writes [`input_with_a_cut_record`] to accounts in `append` under `policy`.
+async fn write_a_cut_record(
+    policy: &str,
+) -> (clari_copilot::error::Result<WriteSummary>, Vec<String>) {
+    let sandbox = start().await;
+    let catalog = modes(&["accounts"], "append");
+    run(&sandbox, policy, &catalog, &input_with_a_cut_record()).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_fail_a_cut_record_line_stops_the_sync_before_any_later_state() {
-    let sandbox = start().await;
-    let (result, lines) = run(
-        &sandbox,
-        "fail",
-        &modes(&["accounts"], "append"),
-        &input_with_a_cut_record(),
-    )
-    .await;
+    let (result, lines) = write_a_cut_record("fail").await;
     let error = result.unwrap_err();
     assert!(
         matches!(error, Error::RecordRejected { line: 4, .. }),
@@ -538,14 +540,7 @@ async fn under_fail_a_cut_record_line_stops_the_sync_before_any_later_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_skip_a_cut_record_line_is_counted_as_rejected_in_the_next_state() {
-    let sandbox = start().await;
-    let (result, lines) = run(
-        &sandbox,
-        "skip",
-        &modes(&["accounts"], "append"),
-        &input_with_a_cut_record(),
-    )
-    .await;
+    let (result, lines) = write_a_cut_record("skip").await;
     let summary = result.unwrap();
     assert_eq!((summary.written, summary.rejected), (4, 1));
     let states: Vec<&String> = lines
