@@ -829,6 +829,8 @@ async fn a_create_answered_5xx_or_lost_is_retried_and_written_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_five_percent_faults_every_mode_completes_with_every_record_written_once() {
     let sandbox = start().await;
+    // One request in 20 answered 503 before it is processed, and one success in 40 processed
+    // but cut mid-answer (a create that landed, its answer lost).
     sandbox.faults().fail_every(20, 503);
     sandbox.faults().set_reset_connection_every(40);
     let crm = ["accounts", "contacts", "deals"];
