@@ -179,7 +179,8 @@ pub struct SourceConfig {
 }
 
 /// What the destination does with a record the schema or the API rejects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+// `Serialize` lets the spec show the default (`"default": "fail"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 // No doc comments on the variants: with them schemars renders a `oneOf`, which Airbyte's spec
 // rules only allow under objects. The field's description explains both values.

@@ -14,8 +14,13 @@ use serde_json::{Value, json};
 
 /// The binary set up for a write against `sandbox`, with its files in `dir`.
 fn write_command(sandbox: &Sandbox, dir: &tempfile::TempDir, mode: &str) -> Command {
+    write_command_with(&config_value(sandbox, "fail", 200), dir, mode)
+}
+
+/// The binary set up for a write with this config, with its files in `dir`.
+fn write_command_with(config_value: &Value, dir: &tempfile::TempDir, mode: &str) -> Command {
     let config = dir.path().join("config.json");
-    std::fs::write(&config, config_value(sandbox, "fail", 200).to_string()).unwrap();
+    std::fs::write(&config, config_value.to_string()).unwrap();
     let catalog = dir.path().join("catalog.json");
     let streams = json!({"streams": [{
         "stream": {"name": "accounts", "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
@@ -47,15 +52,25 @@ fn accounts_with_states(n: usize, every: usize) -> Input {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_killed_with_sigkill_and_replayed_from_its_last_echoed_state_loses_nothing() {
+    kill_and_replay("append_dedup").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_killed_with_sigkill_and_replayed_converges_without_duplicates() {
+    kill_and_replay("append").await;
+}
+
+/// Writes 300 accounts in `mode` with a state every 10, kills the binary with SIGKILL after
+/// its third echoed state, replays from the last echoed state, and checks the replay echoes
+/// every later state and leaves each key created once.
+async fn kill_and_replay(mode: &str) {
     let sandbox = start().await;
     sandbox
         .faults()
         .set_write_latency(Duration::from_millis(20));
     let dir = tempfile::tempdir().unwrap();
     let input = accounts_with_states(300, 10);
-    let mut child = write_command(&sandbox, &dir, "append_dedup")
-        .spawn()
-        .unwrap();
+    let mut child = write_command(&sandbox, &dir, mode).spawn().unwrap();
 
     let mut stdin = child.stdin.take().unwrap();
     let text = input.text();
@@ -90,9 +105,7 @@ async fn a_write_killed_with_sigkill_and_replayed_from_its_last_echoed_state_los
     }
 
     let replay = input.after_record(last);
-    let mut child = write_command(&sandbox, &dir, "append_dedup")
-        .spawn()
-        .unwrap();
+    let mut child = write_command(&sandbox, &dir, mode).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let text = replay.text();
     let feeder = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
@@ -104,15 +117,13 @@ async fn a_write_killed_with_sigkill_and_replayed_from_its_last_echoed_state_los
         String::from_utf8_lossy(&output.stdout)
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        echoed_states(&stdout).last(),
-        Some(&300),
-        "the last state is echoed at EOF"
-    );
+    // The replay starts with the state it resumes from, then every later one.
+    let expected: Vec<usize> = (last / 10..=30).map(|n| n * 10).collect();
+    assert_eq!(echoed_states(&stdout), expected, "every later state echoed");
 
     let store = sandbox.store();
     assert_eq!(store.accounts.len(), 300, "nothing lost");
-    assert_eq!(store.duplicate_creates.total(), 0, "nothing duplicated");
+    assert_eq!(store.creates.accounts, 300, "each key created once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,4 +151,66 @@ async fn the_binary_writes_everything_exits_zero_and_prints_only_messages_withou
     assert_eq!(sandbox.store().accounts.len(), 30);
     let everything = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(!everything.contains("sandbox-password") && !everything.contains("sandbox-key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_stop_the_write_with_one_trace_error_and_at_most_one_error_log() {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
+    // A slow 401, so that every write slot holds a request when the first answer comes.
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"errorMessage": "Invalid API key or password"}))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({"api_key": "k", "api_secret": "wrong-secret-value",
+        "base_url": server.uri(), "requests_per_second": 200});
+    let input = accounts_with_states(100, 10);
+    let mut child = write_command_with(&config, &dir, "append").spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let text = input.text();
+    // Fails with a broken pipe once the process has stopped, which is fine.
+    let feeder = std::thread::spawn(move || drop(stdin.write_all(text.as_bytes())));
+    let output = tokio::task::block_in_place(|| child.wait_with_output()).unwrap();
+    feeder.join().unwrap();
+    assert!(!output.status.success());
+    let messages: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |kind: &str, level: &str| {
+        messages
+            .iter()
+            .filter(|m| {
+                m["type"] == kind && (m["trace"]["type"] == level || m["log"]["level"] == level)
+            })
+            .count()
+    };
+    assert_eq!(count("TRACE", "ERROR"), 1, "{messages:?}");
+    assert!(count("LOG", "ERROR") <= 1, "{messages:?}");
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert!(
+        requests.len() > 1,
+        "several requests were in flight: {}",
+        requests.len()
+    );
+}
+
+#[test]
+fn spec_prints_exactly_one_spec_matching_the_snapshot() {
+    let output = Command::new(env!("CARGO_BIN_EXE_source-clari-copilot"))
+        .args(["--role", "destination", "spec"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let messages: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(messages.len(), 1);
+    insta::assert_json_snapshot!("destination_spec", messages[0]);
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clari_copilot::config::DestinationConfig;
-use clari_copilot::destination;
+use clari_copilot::destination::{self, WriteSummary};
 use clari_copilot::error::Error;
 use clari_copilot::protocol::output::MemorySink;
 use clari_copilot::protocol::{FailureType, Output};
@@ -467,7 +467,7 @@ async fn junk_and_truncated_lines_are_reported_and_the_rest_is_written() {
         .raw(r#"{"no":"type"}"#)
         .raw(r#"{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"accounts"},"status":"COMPLETE"}}}"#)
         .global_state(1)
-        .raw_unterminated(r#"{"type":"RECORD","record":{"stream":"accounts","data":{"crm_id":"acc-"#);
+        .raw_unterminated(r#"{"type":"LOG","log":{"level":"INFO","message":"cut"#);
     let (result, lines) = run(&sandbox, "fail", &modes(&["accounts"], "append"), &input).await;
     let summary = result.unwrap();
     assert_eq!(
@@ -497,6 +497,67 @@ async fn junk_and_truncated_lines_are_reported_and_the_rest_is_written() {
         warnings.len(),
         3,
         "the TRACE message is ignored quietly: {warnings:?}"
+    );
+}
+
+/// A record, a RECORD line cut mid-way, a record, a STATE, then more.
+fn input_with_a_cut_record() -> Input {
+    Input::new()
+        .record("accounts", account(1, 1))
+        .stream_state("accounts", 1)
+        .record("accounts", account(2, 1))
+        .raw(r#"{"type":"RECORD","record":{"stream":"accounts","data":{"crm_id":"acc-"#)
+        .record("accounts", account(3, 1))
+        .stream_state("accounts", 3)
+        .record("accounts", account(4, 1))
+        .stream_state("accounts", 4)
+}
+
+/// Writes [`input_with_a_cut_record`] to accounts in `append` under `policy`.
+async fn write_a_cut_record(
+    policy: &str,
+) -> (clari_copilot::error::Result<WriteSummary>, Vec<String>) {
+    let sandbox = start().await;
+    let catalog = modes(&["accounts"], "append");
+    run(&sandbox, policy, &catalog, &input_with_a_cut_record()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_fail_a_cut_record_line_stops_the_sync_before_any_later_state() {
+    let (result, lines) = write_a_cut_record("fail").await;
+    let error = result.unwrap_err();
+    assert!(
+        matches!(error, Error::RecordRejected { line: 4, .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.user_message().contains("line 4 of stream `accounts`"),
+        "{}",
+        error.user_message()
+    );
+    assert_eq!(echoed_states(&lines.join("\n")), [1], "no state past it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_skip_a_cut_record_line_is_counted_as_rejected_in_the_next_state() {
+    let (result, lines) = write_a_cut_record("skip").await;
+    let summary = result.unwrap();
+    assert_eq!((summary.written, summary.rejected), (4, 1));
+    let states: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with(r#"{"type":"STATE""#))
+        .collect();
+    assert_eq!(states.len(), 3);
+    assert!(
+        states[1].contains(r#""destinationStats":{"recordCount":2.0,"rejectedRecordCount":1.0}"#),
+        "{}",
+        states[1]
+    );
+    assert!(
+        logs(&lines, "WARN")
+            .iter()
+            .any(|w| w.contains("line 4") && w.contains("RECORD cannot be read")),
+        "{lines:?}"
     );
 }
 
@@ -667,4 +728,221 @@ impl std::io::Write for StateChecker {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_append_sync_counts_existing_records_as_already_present() {
+    let sandbox = start().await;
+    let objects = ["accounts", "contacts", "deals", "calls"];
+    let input = Input::new().records_of(&objects, 0..5, 1).global_state(1);
+    let (result, _) = run(&sandbox, "fail", &modes(&objects, "append"), &input).await;
+    assert_eq!(result.unwrap().written, 20);
+
+    let (result, lines) = run(&sandbox, "fail", &modes(&objects, "append"), &input).await;
+    let summary = result.unwrap();
+    assert_eq!((summary.written, summary.already_present), (0, 20));
+    let state = lines
+        .iter()
+        .find(|l| l.starts_with(r#"{"type":"STATE""#))
+        .expect("the replay echoes its state");
+    assert!(
+        state.contains(r#""destinationStats":{"recordCount":20.0}"#),
+        "{state}"
+    );
+    assert!(
+        logs(&lines, "INFO")
+            .iter()
+            .any(|l| l.starts_with("Destination finished") && l.contains("20 already present")),
+        "{lines:?}"
+    );
+    let store = sandbox.store();
+    assert_eq!(store.creates.total(), 20, "nothing created twice");
+    assert_eq!(
+        store.duplicate_creates.total(),
+        20,
+        "each replayed create refused"
+    );
+    assert_eq!(
+        sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET")
+            .count(),
+        20,
+        "one look-up per refused create, none before"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_record_differing_from_the_existing_object_is_rejected_suggesting_append_dedup() {
+    let sandbox = start().await;
+    let catalog = modes(&["accounts", "calls"], "append");
+    let first = Input::new().records_of(&["accounts", "calls"], 0..2, 1);
+    run(&sandbox, "fail", &catalog, &first).await.0.unwrap();
+    let changed = Input::new()
+        .records_of(&["accounts", "calls"], 0..1, 2)
+        .global_state(1);
+    let (result, lines) = run(&sandbox, "skip", &catalog, &changed).await;
+    let summary = result.unwrap();
+    assert_eq!((summary.rejected, summary.already_present), (2, 0));
+    let warnings = logs(&lines, "WARN");
+    for expected in ["`/name`", "`/title`"] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(expected) && w.contains("`append_dedup`")),
+            "{warnings:?}"
+        );
+    }
+    assert_eq!(sandbox.store().accounts["acc-0"]["name"], "accounts 0 v1");
+    let (result, _) = run(&sandbox, "fail", &catalog, &changed).await;
+    let message = result.unwrap_err().user_message();
+    assert!(message.contains("append_dedup"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answered_5xx_or_lost_is_retried_and_written_once() {
+    let sandbox = start().await;
+    let objects = ["accounts", "calls"];
+    sandbox.faults().fail_write_next(2, 504);
+    let input = Input::new().records_of(&objects, 0..1, 1).global_state(1);
+    let (result, _) = run(&sandbox, "fail", &modes(&objects, "append"), &input).await;
+    assert_eq!(result.unwrap().written, 2);
+
+    // Every success cut mid-body: each create lands, its answer is lost, and the retry is
+    // refused as existing, which the look-up resolves.
+    sandbox.faults().set_reset_connection_every(2);
+    let input = Input::new().records_of(&objects, 1..4, 1).global_state(1);
+    let (result, _) = run(&sandbox, "fail", &modes(&objects, "append"), &input).await;
+    let summary = result.unwrap();
+    assert_eq!(summary.written + summary.already_present, 6, "{summary:?}");
+    let store = sandbox.store();
+    assert_eq!((store.accounts.len(), store.calls.len()), (4, 4));
+    assert_eq!(store.creates.total(), 8, "each record created once");
+    let no_overwrite = store
+        .calls
+        .values()
+        .all(|call| call.get("force_overwrite_old_call").is_none());
+    assert!(no_overwrite, "append never asks to overwrite");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_five_percent_faults_every_mode_completes_with_every_record_written_once() {
+    let sandbox = start().await;
+    // One request in 20 answered 503 before it is processed, and one success in 40 processed
+    // but cut mid-answer (a create that landed, its answer lost).
+    sandbox.faults().fail_every(20, 503);
+    sandbox.faults().set_reset_connection_every(40);
+    let crm = ["accounts", "contacts", "deals"];
+    let all = ["accounts", "contacts", "deals", "calls"];
+    let runs: [(&[&str], &str, std::ops::Range<usize>, u32); 4] = [
+        (&all, "append", 0..30, 1),
+        (&all, "append_dedup", 20..40, 2),
+        (&crm, "update", 0..20, 3),
+        (&crm, "soft_delete", 30..40, 4),
+    ];
+    for (objects, mode, range, version) in runs {
+        let input = Input::new()
+            .records_of(objects, range.clone(), version)
+            .global_state(version);
+        let (result, lines) = run(&sandbox, "fail", &modes(objects, mode), &input).await;
+        let summary = result.unwrap_or_else(|e| panic!("{mode}: {e:?} {lines:?}"));
+        let landed = summary.written + summary.unchanged + summary.already_present;
+        assert_eq!(landed, (range.len() * objects.len()) as u64, "{mode}");
+        assert_eq!(summary.states, 1, "{mode}");
+    }
+    let store = sandbox.store();
+    assert_eq!(
+        store.creates.total(),
+        3 * 30 + 3 * 10 + 40,
+        "every key created once"
+    );
+    assert_eq!(store.accounts.len(), 30, "40 keys, 10 deleted");
+    assert_eq!(store.accounts["acc-5"]["name"], "accounts 5 v3");
+    assert_eq!(store.accounts["acc-25"]["name"], "accounts 25 v2");
+    assert_eq!(store.calls["call-35"]["title"], "calls 35 v2");
+    assert!(sandbox.requests().iter().any(|r| r.status == 503));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_dedup_keeps_unsent_fields_even_when_updates_replace_the_object() {
+    let sandbox = start().await;
+    let catalog = modes(&["accounts"], "append_dedup");
+    let full = Input::new().record("accounts", account(1, 1));
+    run(&sandbox, "fail", &catalog, &full).await.0.unwrap();
+    sandbox.faults().set_update_replaces(true);
+    let before = sandbox.request_count();
+    let partial = Input::new().record(
+        "accounts",
+        json!({"crm_id": "acc-1", "name": "renamed", "website": "https://acme.example"}),
+    );
+    let (result, _) = run(&sandbox, "fail", &catalog, &partial).await;
+    assert_eq!(result.unwrap().written, 1);
+    assert_eq!(
+        sandbox.request_count() - before,
+        2,
+        "the look-up and the update"
+    );
+    let stored = &sandbox.store().accounts["acc-1"];
+    assert_eq!(
+        (&stored["name"], &stored["website"], &stored["city"]),
+        (
+            &json!("renamed"),
+            &json!("https://acme.example"),
+            &json!("Lyon")
+        ),
+        "the city the record did not carry survives a replacing update"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_lines_report_records_per_stream_rate_requests_and_rejections_while_writing() {
+    use clari_copilot::client::Client;
+    use clari_copilot::destination::{reader, routes::Routes, writer};
+    let sandbox = start().await;
+    // Each write takes 300 ms: a progress interval of 50 ms must tick while one is pending.
+    sandbox
+        .faults()
+        .set_write_latency(Duration::from_millis(300));
+    let config = config(&sandbox, "skip", 200);
+    let input = Input::new()
+        .record("accounts", account(1, 1))
+        .record("deals", deal(1, 1))
+        .record("accounts", json!({"name": "no key"}))
+        .global_state(1);
+    let sink = MemorySink::default();
+    let output = Output::new(Box::new(sink.clone()));
+    let client = Client::new(&config.api, config.api.sync_retry_policy()).unwrap();
+    let routes = Routes::from_catalog(&modes(&["accounts", "deals"], "append")).unwrap();
+    let items = reader::spawn(input.reader(), 16).unwrap();
+    writer::Writer::new(
+        client,
+        Arc::clone(&output),
+        config.on_rejected_record,
+        routes,
+    )
+    .with_progress_every(Duration::from_millis(50))
+    .run(items)
+    .await
+    .unwrap();
+    output.flush().unwrap();
+    let lines: Vec<String> = sink.contents().lines().map(str::to_owned).collect();
+    let progress: Vec<String> = logs(&lines, "INFO")
+        .into_iter()
+        .filter(|l| l.starts_with("Writing:"))
+        .collect();
+    let last = progress.last().expect("a progress line while writing");
+    assert!(
+        last.contains("of 3 records read") && last.contains("records/s"),
+        "{last}"
+    );
+    assert!(
+        last.contains("requests sent, 1 rejected so far"),
+        "the rejection came long before the writes finished: {last}"
+    );
+    assert!(
+        writer::PROGRESS_INTERVAL >= Duration::from_secs(10)
+            && writer::PROGRESS_INTERVAL <= Duration::from_secs(15),
+        "about every 12 s in production"
+    );
 }

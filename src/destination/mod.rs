@@ -31,8 +31,12 @@ use crate::protocol::{ConfiguredCatalog, LogLevel, Message, Output, Spec};
 use objects::{OBJECTS, SUPPORTED_MODES, mode_name};
 use routes::Routes;
 
-/// Items buffered between the stdin reader and the writer.
+/// Items buffered between the stdin reader and the writer (their bytes are bounded too, by
+/// [`reader::MAX_HELD_BYTES`]).
 const INPUT_CAPACITY: usize = 256;
+
+/// Where users read about the destination.
+const DOCUMENTATION_URL: &str = "https://docs.airbyte.com/integrations/destinations/clari-copilot";
 
 /// What a `write` did, for the final log line and for tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,6 +47,9 @@ pub struct WriteSummary {
     pub written: u64,
     /// Records not sent because the API already held every value they set (`append_dedup`).
     pub unchanged: u64,
+    /// Records whose create was refused because the key exists, and whose look-up showed no
+    /// value differing from the record: written before (a replay, or a retried create).
+    pub already_present: u64,
     /// Records rejected and skipped under the `skip` policy.
     pub rejected: u64,
     /// Input lines that were not usable messages.
@@ -56,7 +63,7 @@ pub struct WriteSummary {
 /// The destination's `spec`: its own connection specification and the modes it can honour.
 pub fn spec() -> Spec {
     Spec {
-        documentation_url: None,
+        documentation_url: Some(DOCUMENTATION_URL.to_owned()),
         changelog_url: None,
         connection_specification: connection_specification::<DestinationConfig>(),
         supported_destination_sync_modes: Some(SUPPORTED_MODES.to_vec()),
@@ -113,10 +120,12 @@ pub async fn write(
         LogLevel::Info,
         format!(
             "Destination finished: {} records read, {} written, {} unchanged (already held, not sent again), \
-             {} rejected and skipped, {} unusable input lines, {} states echoed, {} requests sent",
+             {} already present (refused as existing, found equal), {} rejected and skipped, \
+             {} unusable input lines, {} states echoed, {} requests sent",
             summary.records,
             summary.written,
             summary.unchanged,
+            summary.already_present,
             summary.rejected,
             summary.skipped_lines,
             summary.states,
@@ -139,10 +148,17 @@ mod tests {
         );
         let properties = &spec["connectionSpecification"]["properties"];
         assert_eq!(properties["api_secret"]["airbyte_secret"], json!(true));
-        assert!(
-            properties.get("on_rejected_record").is_some(),
-            "{properties}"
-        );
+        assert_eq!(properties["on_rejected_record"]["default"], json!("fail"));
+        assert_eq!(spec["documentationUrl"], json!(DOCUMENTATION_URL));
+        let required = spec["connectionSpecification"]["required"]
+            .as_array()
+            .unwrap();
+        for (name, property) in properties.as_object().unwrap() {
+            assert!(
+                required.contains(&json!(name)) || property.get("default").is_some(),
+                "{name} shows no default"
+            );
+        }
     }
 
     #[test]

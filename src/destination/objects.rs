@@ -19,6 +19,8 @@ pub struct Object {
     pub modes: &'static [DestinationSyncMode],
     /// How `append_dedup` keeps a replayed record from being written twice.
     pub dedup: Dedup,
+    /// How an object is found by its key, to resolve a create refused as "already exists".
+    pub lookup: Lookup,
     /// Array fields of which at least one must name a recording user (empty: no such rule).
     pub user_fields: &'static [&'static str],
     /// Under which names a look-up's answer shows the record's fields.
@@ -34,6 +36,21 @@ pub enum Shows {
     OwnNames,
     /// Only these `(record field, answer field)` pairs: every other field is not shown.
     Only(&'static [(&'static str, &'static str)]),
+}
+
+/// The request that finds an object by its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// `GET /get-<obj>?id=<key>`: the object, or 404.
+    Get,
+    /// `GET <path>?<filter>=<key>&<also>`: a listing under `list_key` holding the object, if
+    /// any (`also` widens it, e.g. to private calls).
+    Listing {
+        path: &'static str,
+        filter: &'static str,
+        also: &'static [(&'static str, &'static str)],
+        list_key: &'static str,
+    },
 }
 
 /// How an object is upserted.
@@ -62,6 +79,12 @@ pub const OBJECTS: [Object; 4] = [
         key: "source_id",
         modes: &[Append, AppendDedup],
         dedup: Dedup::OverwriteFlag("force_overwrite_old_call"),
+        lookup: Lookup::Listing {
+            path: "/calls",
+            filter: "filterSourceId",
+            also: &[("includePrivate", "true")],
+            list_key: "calls",
+        },
         user_fields: &["user_emails", "source_user_ids"],
         // A `/calls` listing shows these faithfully; its `audio_url` is null (or a signed URL),
         // its users and participants are shaped otherwise, and the rest is not listed.
@@ -90,6 +113,7 @@ impl Object {
             key: "crm_id",
             modes: &SUPPORTED_MODES,
             dedup: Dedup::LookUp,
+            lookup: Lookup::Get,
             user_fields: &[],
             shows: Shows::OwnNames,
             decimals,

@@ -7,24 +7,36 @@
 //! | `update` | `PUT /update-<obj>`; 404 rejects the record | refused at start |
 //! | `soft_delete` | `DELETE /delete-<obj>` with `{"id": crm_id}`; 404 means already gone | refused at start |
 //!
-//! A create is not idempotent: the client replays it only when the API provably never
-//! processed it (connection refused, 429). In `append_dedup` a lost answer is harmless, so the
-//! whole plan (look-up included) is run again: a create that did land is then found and
-//! updated instead of duplicated.
+//! Every request is retried after a 5xx, a timeout or a reset, creates included: a create
+//! that did land before its answer was lost is refused on the retry as "already exists", and
+//! such a refusal is resolved, never guessed. The object is looked up (`GET /get-<obj>?id=`,
+//! for calls `GET /calls?filterSourceId=`) and compared with the record
+//! ([`super::compare`]): equal means already present, a shown difference rejects the record
+//! (`append` never overwrites). The look-up is spent only on such refusals. In
+//! `append_dedup` a lost answer is harmless as well, so the whole plan (look-up included) is
+//! run again.
+//!
+//! An answer is read the way the API documents it: a 2xx is a success unless its body holds
+//! a non-empty `error` (create-call's documented field) or `errorMessage` (Clari's error
+//! envelope); a gateway's `message` in a 2xx means nothing. A 2xx look-up whose body is such
+//! an error is not an object.
 
 use reqwest::Method;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::compare::{Comparison, compare};
-use super::objects::{Dedup, Object};
-use crate::catalog::validate_destination_record;
+use super::objects::{Dedup, Lookup, Object};
+use crate::catalog::{destination_schema_ref, validate_destination_record};
 use crate::client::{Client, Request, Response};
 use crate::error::{Error, Result};
 use crate::protocol::DestinationSyncMode;
 
 /// How many times an `append_dedup` plan is run when an answer is lost.
 const PLAN_ATTEMPTS: usize = 4;
+
+/// The fields in which the API documents an error, even in a 2xx answer.
+const DOCUMENTED_ERROR_FIELDS: [&str; 2] = ["errorMessage", "error"];
 
 /// What became of a record once the API answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +45,9 @@ pub enum Verdict {
     Written,
     /// Not sent: the look-up showed the object already holds every value the record sets.
     Unchanged,
+    /// The create was refused because the key exists, and the look-up shows no value of the
+    /// record differing: written earlier (a replayed sync, or a retried create that landed).
+    AlreadyPresent,
     /// The API refused this record; the reason quotes it.
     Rejected(String),
 }
@@ -103,7 +118,7 @@ pub async fn send(
             upsert(client, object, record).await
         }
         DestinationSyncMode::Update => {
-            let response = put(client, object, record).await?;
+            let response = put(client, object, record.body.clone()).await?;
             if response.status == 404 {
                 return Ok(Verdict::Rejected(format!(
                     "no {} with {} {:?} exists in Clari Copilot, and the `update` mode only \
@@ -127,17 +142,24 @@ pub async fn send(
             }
             judge(&Method::DELETE, &path, &response)
         }
-        // append, and append_dedup by an overwrite flag: one create. With the flag set the
-        // create is an overwrite keyed by the record's key, so replaying it is harmless.
-        _ => {
-            create(
-                client,
-                object,
-                record,
-                mode == DestinationSyncMode::AppendDedup,
-            )
-            .await
-        }
+        // append, and append_dedup by an overwrite flag: one create.
+        _ => match create(client, object, record).await? {
+            Created::Done(verdict) => Ok(verdict),
+            Created::Exists(refusal) => match look_up(client, object, &record.key).await? {
+                Found::Object(shown) => Ok(match compare_with(object, record, &shown) {
+                    Comparison::Differs(field) => Verdict::Rejected(format!(
+                        "{} {} {:?} already exists in Clari Copilot with another value at \
+                         `{field}`, and `append` only creates; choose the `append_dedup` mode \
+                         to update existing records",
+                        object.singular, object.key, record.key
+                    )),
+                    Comparison::Same | Comparison::NotShown(_) => Verdict::AlreadyPresent,
+                }),
+                other => Ok(Verdict::Rejected(unresolved(
+                    object, record, &refusal, other,
+                ))),
+            },
+        },
     }
 }
 
@@ -164,54 +186,165 @@ async fn upsert(client: &Client, object: &Object, record: &Prepared) -> Result<V
 }
 
 async fn upsert_once(client: &Client, object: &Object, record: &Prepared) -> Result<Verdict> {
-    let get_path = object.path("get");
-    let query = vec![("id".to_owned(), record.key.clone())];
-    let found = client
-        .execute(Request::get(get_path.clone(), query))
-        .await?;
-    match found.status {
-        404 => create(client, object, record, false).await,
-        200..=299 => {
-            if holds(object, record, &found) {
-                return Ok(Verdict::Unchanged);
-            }
-            let response = put(client, object, record).await?;
-            judge(&Method::PUT, &object.path("update"), &response)
-        }
-        _ => judge(&Method::GET, &get_path, &found),
+    match look_up(client, object, &record.key).await? {
+        Found::Object(shown) => update_over(client, object, record, &shown).await,
+        Found::Refused(reason) => Ok(Verdict::Rejected(reason)),
+        Found::Missing => match create(client, object, record).await? {
+            Created::Done(verdict) => Ok(verdict),
+            // Created since the look-up (by a lost answer's create, or another writer).
+            Created::Exists(refusal) => match look_up(client, object, &record.key).await? {
+                Found::Object(shown) => update_over(client, object, record, &shown).await,
+                other => Ok(Verdict::Rejected(unresolved(
+                    object, record, &refusal, other,
+                ))),
+            },
+        },
     }
 }
 
-/// Whether the look-up's answer proves the object holds every value the record sets.
-fn holds(object: &Object, record: &Prepared, found: &Response) -> bool {
-    let parse = |bytes: &[u8]| serde_json::from_slice::<Map<String, Value>>(bytes).ok();
-    match (parse(&record.body), parse(&found.body)) {
-        (Some(fields), Some(shown)) => compare(object, &fields, &shown) == Comparison::Same,
-        _ => false,
-    }
-}
-
-async fn put(client: &Client, object: &Object, record: &Prepared) -> Result<Response> {
-    let request = Request::json(
-        Method::PUT,
-        object.path("update"),
-        record.body.clone(),
-        true,
-    );
-    client.execute(request).await
-}
-
-/// One create of the record.
-async fn create(
+/// Updates the object the look-up showed, unless it proves the object unchanged.
+///
+/// Whether `PUT /update-<obj>` merges the body into the object or replaces the object is
+/// undocumented: the body is the object as shown with the record's fields laid over it, so
+/// both give the same result (fields the look-up does not show excepted).
+async fn update_over(
     client: &Client,
     object: &Object,
     record: &Prepared,
-    idempotent: bool,
+    shown: &Map<String, Value>,
 ) -> Result<Verdict> {
+    if compare_with(object, record, shown) == Comparison::Same {
+        return Ok(Verdict::Unchanged);
+    }
+    let response = put(client, object, laid_over(object, record, shown)).await?;
+    judge(&Method::PUT, &object.path("update"), &response)
+}
+
+/// The record's fields laid over the object as shown: the shown `id` and the shown fields
+/// the write schema knows (the read-only ones the API adds are left out), then every field
+/// of the record. The record's own bytes when it is not an object (it always is, once
+/// validated).
+fn laid_over(object: &Object, record: &Prepared, shown: &Map<String, Value>) -> Vec<u8> {
+    let Ok(fields) = serde_json::from_slice::<Map<String, Value>>(&record.body) else {
+        return record.body.clone();
+    };
+    let writable = destination_schema_ref(object.name).and_then(|s| s["properties"].as_object());
+    let mut body: Map<String, Value> = shown
+        .iter()
+        .filter(|(name, _)| *name == "id" || writable.is_some_and(|p| p.contains_key(*name)))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    body.extend(fields);
+    serde_json::to_vec(&body).unwrap_or_else(|_| record.body.clone())
+}
+
+/// What comparing the record with the object the look-up showed proves.
+fn compare_with(object: &Object, record: &Prepared, shown: &Map<String, Value>) -> Comparison {
+    match serde_json::from_slice::<Map<String, Value>>(&record.body) {
+        Ok(fields) => compare(object, &fields, shown),
+        Err(_) => Comparison::NotShown(String::new()),
+    }
+}
+
+/// What a look-up of a key found.
+enum Found {
+    /// The object as the API shows it.
+    Object(Map<String, Value>),
+    /// No object has the key.
+    Missing,
+    /// The API answered with an error, quoted.
+    Refused(String),
+}
+
+/// Finds the object with `key`, by the object's look-up route.
+async fn look_up(client: &Client, object: &Object, key: &str) -> Result<Found> {
+    let (path, query) = match object.lookup {
+        Lookup::Get => (object.path("get"), vec![("id".to_owned(), key.to_owned())]),
+        Lookup::Listing {
+            path, filter, also, ..
+        } => {
+            let mut query = vec![(filter.to_owned(), key.to_owned())];
+            query.extend(also.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            (path.to_owned(), query)
+        }
+    };
+    let response = client.execute(Request::get(path.clone(), query)).await?;
+    match response.status {
+        404 => Ok(Found::Missing),
+        200..=299 => {
+            if let Some(error) = documented_error(&response) {
+                return Ok(Found::Refused(format!(
+                    "Clari Copilot answered GET {path} with an error: {error}"
+                )));
+            }
+            let body: Value = serde_json::from_slice(&response.body).unwrap_or_default();
+            let shown = match object.lookup {
+                Lookup::Get => Some(&body),
+                Lookup::Listing { list_key, .. } => body[list_key]
+                    .as_array()
+                    .and_then(|items| items.iter().find(|item| item[object.key] == key)),
+            };
+            Ok(match shown {
+                Some(Value::Object(found)) => Found::Object(found.clone()),
+                None if matches!(object.lookup, Lookup::Listing { .. }) => Found::Missing,
+                _ => Found::Refused(format!(
+                    "Clari Copilot answered GET {path} with something that is not an object: {}",
+                    response.body_snippet()
+                )),
+            })
+        }
+        400..=499 => Ok(Found::Refused(rejection(&Method::GET, &path, &response))),
+        _ => Err(response.error(&Method::GET, &path, 1)),
+    }
+}
+
+/// The rejection reason of a create refused as existing whose object the look-up could not
+/// show.
+fn unresolved(object: &Object, record: &Prepared, refusal: &Response, found: Found) -> String {
+    let refused = api_message(refusal).unwrap_or_else(|| refusal.body_snippet());
+    let why = match found {
+        Found::Refused(reason) => reason,
+        _ => format!("no {} with this key can be found", object.singular),
+    };
+    format!(
+        "Clari Copilot refused to create {} {} {:?} ({refused}), and it cannot be compared \
+         with the record: {why}",
+        object.singular, object.key, record.key
+    )
+}
+
+async fn put(client: &Client, object: &Object, body: Vec<u8>) -> Result<Response> {
+    let request = Request::json(Method::PUT, object.path("update"), body, true);
+    client.execute(request).await
+}
+
+/// A create's outcome: a verdict, or the API's refusal because the key exists.
+enum Created {
+    Done(Verdict),
+    Exists(Response),
+}
+
+/// One create of the record, retried like any request: a retry whose first attempt landed is
+/// answered "already exists", which the caller resolves.
+async fn create(client: &Client, object: &Object, record: &Prepared) -> Result<Created> {
     let path = object.path("create");
-    let request = Request::json(Method::POST, path.clone(), record.body.clone(), idempotent);
+    let request = Request::json(Method::POST, path.clone(), record.body.clone(), true);
     let response = client.execute(request).await?;
-    create_verdict(&path, &response)
+    if refuses_existing_key(&response) {
+        return Ok(Created::Exists(response));
+    }
+    create_verdict(&path, &response).map(Created::Done)
+}
+
+/// Whether a create's answer refuses it because the key exists: a 4xx (or a 2xx with a
+/// documented error) saying "already exists".
+fn refuses_existing_key(response: &Response) -> bool {
+    let message = match response.status {
+        400..=499 => api_message(response),
+        200..=299 => documented_error(response),
+        _ => None,
+    };
+    message.is_some_and(|text| text.to_lowercase().contains("already exists"))
 }
 
 /// A create route answering 404 means the route itself is missing (a wrong `base_url`), not
@@ -223,37 +356,49 @@ fn create_verdict(path: &str, response: &Response) -> Result<Verdict> {
     judge(&Method::POST, path, response)
 }
 
-/// The meaning of a final answer: 2xx is written unless its body carries an `error`; other
-/// 4xx answers reject the record; anything else stops the sync.
+/// The meaning of a final answer: 2xx is written unless its body carries a documented error;
+/// other 4xx answers reject the record; anything else stops the sync.
 fn judge(method: &Method, path: &str, response: &Response) -> Result<Verdict> {
-    let message = api_message(response);
     match response.status {
-        200..=299 => Ok(match message {
+        200..=299 => Ok(match documented_error(response) {
             Some(error) => Verdict::Rejected(format!(
                 "Clari Copilot answered {method} {path} with an error: {error}"
             )),
             None => Verdict::Written,
         }),
-        400..=499 => Ok(Verdict::Rejected(format!(
-            "Clari Copilot answered {method} {path} with HTTP {}: {}",
-            response.status,
-            message.unwrap_or_else(|| response.body_snippet())
-        ))),
+        400..=499 => Ok(Verdict::Rejected(rejection(method, path, response))),
         _ => Err(response.error(method, path, 1)),
     }
 }
 
-/// The API's own words in a body: `errorMessage`, `error` or `message` when non-empty.
+/// The reason a 4xx answer rejects a record, in the API's words when it has any.
+fn rejection(method: &Method, path: &str, response: &Response) -> String {
+    format!(
+        "Clari Copilot answered {method} {path} with HTTP {}: {}",
+        response.status,
+        api_message(response).unwrap_or_else(|| response.body_snippet())
+    )
+}
+
+/// An error the API documents in a body: a non-empty `errorMessage` or `error`.
+fn documented_error(response: &Response) -> Option<String> {
+    message_in(response, &DOCUMENTED_ERROR_FIELDS)
+}
+
+/// The words of an error answer: the documented fields, or a gateway's `message`.
 fn api_message(response: &Response) -> Option<String> {
+    documented_error(response).or_else(|| message_in(response, &["message"]))
+}
+
+/// The first of `fields` the body holds, when non-empty.
+fn message_in(response: &Response, fields: &[&str]) -> Option<String> {
     let body: Value = serde_json::from_slice(&response.body).ok()?;
-    ["errorMessage", "error", "message"]
-        .iter()
-        .find_map(|field| match &body[field] {
-            Value::Null => None,
-            Value::String(text) if text.trim().is_empty() => None,
-            Value::String(text) => Some(text.clone()),
-            other => Some(other.to_string()),
-        })
+    fields.iter().find_map(|field| match &body[field] {
+        Value::Null => None,
+        Value::String(text) if text.trim().is_empty() => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    })
 }
 
 /// Whether a failed request may or may not have been processed (no answer, or a 5xx). A 429
@@ -374,10 +519,58 @@ mod tests {
             reason.contains("HTTP 400") && reason.contains("bad amount"),
             "{reason}"
         );
+        assert_eq!(
+            judge(
+                &post,
+                "/create-deal",
+                &response(200, r#"{"id":"x","message":"Created"}"#)
+            )
+            .unwrap(),
+            Verdict::Written,
+            "a gateway's `message` is not an error the API documents"
+        );
         assert!(judge(&post, "/create-deal", &response(501, "nope")).is_err());
         assert!(
             create_verdict("/create-deal", &response(404, "{}")).is_err(),
             "a missing route is not the record's fault"
+        );
+    }
+
+    #[test]
+    fn only_a_refusal_saying_already_exists_is_resolved_by_a_look_up() {
+        assert!(refuses_existing_key(&response(
+            400,
+            r#"{"errorMessage":"account with crm_id a already exists"}"#
+        )));
+        assert!(refuses_existing_key(&response(
+            400,
+            r#"{"error":"call with source_id already exists"}"#
+        )));
+        assert!(!refuses_existing_key(&response(
+            400,
+            r#"{"errorMessage":"bad amount"}"#
+        )));
+        assert!(!refuses_existing_key(&response(
+            500,
+            r#"{"message":"already exists"}"#
+        )));
+    }
+
+    #[test]
+    fn an_update_body_is_the_shown_object_with_the_record_laid_over_it() {
+        let shown = serde_json::json!({"id": "c0", "crm_id": "a-1", "name": "Old", "city": "Lyon",
+            "phones": null, "phone_norms": null});
+        let record = Prepared {
+            key: "a-1".into(),
+            body: br#"{"crm_id":"a-1","name":"New","x_custom":1}"#.to_vec(),
+        };
+        let body = laid_over(object("accounts"), &record, shown.as_object().unwrap());
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"id": "c0", "crm_id": "a-1", "name": "New", "city": "Lyon",
+                "phones": null, "x_custom": 1}),
+            "read-only fields left out, the record's fields win"
         );
     }
 

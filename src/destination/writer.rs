@@ -7,10 +7,17 @@
 //! - at most one record per key (`crm_id`, `source_id`) is in flight, later ones for the same
 //!   key wait their turn, so an older version can never overwrite a newer one;
 //! - input is taken only while fewer than [`MAX_UNACKNOWLEDGED`] records and
-//!   [`MAX_HELD_STATES`] states wait, so memory stays bounded and the reader blocks.
+//!   [`MAX_HELD_STATES`] states wait, and the records and states held keep their input bytes
+//!   leased from the reader's byte budget ([`super::reader::MAX_HELD_BYTES`]) until they are
+//!   acknowledged or echoed, so memory stays bounded in bytes and the reader blocks.
+//!
+//! While it writes, a progress LOG line goes out every [`PROGRESS_INTERVAL`]; after the first
+//! error, the failures of the requests still in flight are not logged again (one cause, one
+//! error).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -19,7 +26,7 @@ use tokio::task::JoinSet;
 
 use super::WriteSummary;
 use super::acks::{Acks, Outcome, Scope, Tally};
-use super::reader::Item;
+use super::reader::{Item, Lease};
 use super::requests::{self, Prepared, Verdict};
 use super::routes::{Route, Routes, StreamKey};
 use crate::client::Client;
@@ -33,16 +40,25 @@ pub const MAX_IN_FLIGHT: usize = 16;
 pub const MAX_UNACKNOWLEDGED: usize = 512;
 /// States taken from the input and not yet echoed.
 pub const MAX_HELD_STATES: usize = 10_000;
+/// How often a progress LOG line goes out while writing.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(12);
 
 /// A STATE payload, field by field, each value kept exactly as received.
 type StatePayload = BTreeMap<String, Box<RawValue>>;
 
-/// One record ready to send.
+/// A state waiting for its records, holding its input bytes.
+struct HeldState {
+    payload: StatePayload,
+    _lease: Lease,
+}
+
+/// One record ready to send, holding its input bytes until acknowledged.
 struct Job {
     number: u64,
     line: u64,
     route: Arc<Route>,
     record: Prepared,
+    _lease: Lease,
 }
 
 /// A key in Clari Copilot: the object and the record's `crm_id` or `source_id`.
@@ -53,13 +69,19 @@ pub struct Writer {
     output: Arc<Output>,
     policy: RejectionPolicy,
     routes: Routes,
-    acks: Acks<StreamKey, StatePayload>,
+    acks: Acks<StreamKey, HeldState>,
     /// Keys with a job in flight or ready, and the jobs waiting behind it.
     busy: HashMap<Key, VecDeque<Job>>,
     /// Jobs whose key is free, waiting for a slot.
     ready: VecDeque<Job>,
     tasks: JoinSet<(Job, Result<Verdict>)>,
     summary: WriteSummary,
+    /// Records written (or found already there) per stream, for the progress lines.
+    written_per_stream: BTreeMap<String, u64>,
+    progress_every: Duration,
+    started: Instant,
+    /// Set after the first error: later failures are consequences, not news.
+    stopping: bool,
 }
 
 #[derive(Deserialize)]
@@ -92,7 +114,17 @@ impl Writer {
             ready: VecDeque::new(),
             tasks: JoinSet::new(),
             summary: WriteSummary::default(),
+            written_per_stream: BTreeMap::new(),
+            progress_every: PROGRESS_INTERVAL,
+            started: Instant::now(),
+            stopping: false,
         }
+    }
+
+    /// This writer with progress lines every `interval` instead of [`PROGRESS_INTERVAL`].
+    pub fn with_progress_every(mut self, interval: Duration) -> Writer {
+        self.progress_every = interval;
+        self
     }
 
     /// Runs until the input ends and every record is acknowledged, or until the first error
@@ -115,6 +147,9 @@ impl Writer {
 
     async fn process(&mut self, input: &mut mpsc::Receiver<Item>) -> Result<()> {
         let mut input_open = true;
+        let start = tokio::time::Instant::now() + self.progress_every;
+        let mut progress = tokio::time::interval_at(start, self.progress_every);
+        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.start_ready();
             if !input_open && self.tasks.is_empty() {
@@ -133,6 +168,7 @@ impl Writer {
                     Some(item) => self.take(item)?,
                     None => input_open = false,
                 },
+                _ = progress.tick() => self.log_progress(),
                 else => return Err(task_failed("the write loop has nothing to wait for")),
             }
             self.echo_released()?;
@@ -142,6 +178,7 @@ impl Writer {
     /// After an error: sends nothing new, but lets the requests in flight finish and counts
     /// what they wrote. Their own errors were already logged and change nothing.
     async fn wind_down(&mut self) {
+        self.stopping = true;
         self.ready.clear();
         self.busy.clear();
         while let Some(done) = self.tasks.join_next().await {
@@ -160,8 +197,14 @@ impl Writer {
                     format!("Skipped line {line} of the input: {reason}"),
                 );
             }
-            Item::State { line, state } => match parse_state(&state) {
-                Some((scope, payload)) => self.acks.state(scope, payload),
+            Item::State { line, state, lease } => match parse_state(&state) {
+                Some((scope, payload)) => self.acks.state(
+                    scope,
+                    HeldState {
+                        payload,
+                        _lease: lease,
+                    },
+                ),
                 None => {
                     self.summary.skipped_lines += 1;
                     self.log(
@@ -170,11 +213,28 @@ impl Writer {
                     );
                 }
             },
+            Item::BadRecord {
+                line,
+                stream,
+                reason,
+            } => {
+                // Tallied in the window of the stream the line names, if any, and in the
+                // global window.
+                let key = (stream.unwrap_or_default(), None);
+                self.summary.records += 1;
+                let number = self.acks.record(&key);
+                let label = match key.0.as_str() {
+                    "" => "(unreadable)".to_owned(),
+                    name => name.to_owned(),
+                };
+                self.reject(number, line, &label, reason)?;
+            }
             Item::Record {
                 line,
                 stream,
                 namespace,
                 data,
+                lease,
             } => {
                 let key = (stream, namespace);
                 let Some(route) = self.routes.get(&key).cloned() else {
@@ -191,8 +251,9 @@ impl Writer {
                         line,
                         route,
                         record,
+                        _lease: lease,
                     }),
-                    Err(reason) => self.reject(number, line, &route, reason)?,
+                    Err(reason) => self.reject(number, line, &route.stream, reason)?,
                 }
             }
         }
@@ -237,29 +298,38 @@ impl Writer {
         match result {
             Ok(Verdict::Written) => self.summary.written += 1,
             Ok(Verdict::Unchanged) => self.summary.unchanged += 1,
+            Ok(Verdict::AlreadyPresent) => self.summary.already_present += 1,
             Ok(Verdict::Rejected(reason)) => {
-                return self.reject(job.number, job.line, &job.route, reason);
+                return self.reject(job.number, job.line, &job.route.stream, reason);
             }
             Err(error) => {
-                self.log(
-                    LogLevel::Error,
-                    format!(
-                        "Writing the record on line {} of stream `{}` failed: {error}",
-                        job.line, job.route.stream
-                    ),
-                );
+                if !self.stopping {
+                    self.stopping = true;
+                    self.log(
+                        LogLevel::Error,
+                        format!(
+                            "Writing the record on line {} of stream `{}` failed: {error}",
+                            job.line, job.route.stream
+                        ),
+                    );
+                }
                 return Err(error);
             }
         }
+        *self
+            .written_per_stream
+            .entry(job.route.stream.clone())
+            .or_default() += 1;
         self.acks.ack(job.number, Outcome::Written);
         Ok(())
     }
 
-    /// Applies the rejection policy to a record the schema or the API refused.
-    fn reject(&mut self, number: u64, line: u64, route: &Route, reason: String) -> Result<()> {
+    /// Applies the rejection policy to a record the schema or the API refused, or a RECORD
+    /// line that could not be read.
+    fn reject(&mut self, number: u64, line: u64, stream: &str, reason: String) -> Result<()> {
         match self.policy {
             RejectionPolicy::Fail => Err(Error::RecordRejected {
-                stream: route.stream.clone(),
+                stream: stream.to_owned(),
                 line,
                 reason,
             }),
@@ -269,8 +339,7 @@ impl Writer {
                 self.log(
                     LogLevel::Warn,
                     format!(
-                        "Skipped the record on line {line} of stream `{}` (on_rejected_record = skip): {reason}",
-                        route.stream
+                        "Skipped the record on line {line} of stream `{stream}` (on_rejected_record = skip): {reason}"
                     ),
                 );
                 Ok(())
@@ -279,12 +348,39 @@ impl Writer {
     }
 
     fn echo_released(&mut self) -> Result<()> {
-        for (mut payload, tally) in self.acks.release() {
+        for (HeldState { mut payload, .. }, tally) in self.acks.release() {
             payload.insert("destinationStats".into(), stats(tally));
             self.output.state(&payload)?;
             self.summary.states += 1;
         }
         Ok(())
+    }
+
+    /// A progress line: records written per stream, the rate, requests and rejections so far.
+    fn log_progress(&self) {
+        let landed = self.summary.written + self.summary.unchanged + self.summary.already_present;
+        let per_stream: Vec<String> = self
+            .written_per_stream
+            .iter()
+            .map(|(stream, n)| format!("{stream} {n}"))
+            .collect();
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        self.log(
+            LogLevel::Info,
+            format!(
+                "Writing: {landed} of {} records read are written ({}), {:.1} records/s, \
+                 {} requests sent, {} rejected so far",
+                self.summary.records,
+                if per_stream.is_empty() {
+                    "none yet".to_owned()
+                } else {
+                    per_stream.join(", ")
+                },
+                landed as f64 / seconds,
+                self.client.requests_sent(),
+                self.summary.rejected
+            ),
+        );
     }
 
     fn log(&self, level: LogLevel, message: String) {

@@ -155,6 +155,7 @@ pub struct Faults {
     mutations: Mutex<Vec<(usize, Mutation)>>,
     fail_write_next: Mutex<FailNext>,
     write_latency: Mutex<Duration>,
+    update_replaces: AtomicBool,
     clock_skew: Mutex<SignedDuration>,
     matched_cap: Mutex<Option<usize>>,
     null_empty_lists: AtomicBool,
@@ -268,6 +269,16 @@ impl Faults {
     /// Delay added to every request of the write family (on top of [`Faults::set_latency`]).
     pub fn set_write_latency(&self, latency: Duration) {
         *lock(&self.write_latency) = latency;
+    }
+
+    /// `PUT /update-<object>` replaces the stored object with the body instead of merging the
+    /// body's fields into it. Clari does not document which it does; off (merge) by default.
+    pub fn set_update_replaces(&self, on: bool) {
+        self.update_replaces.store(on, Ordering::SeqCst);
+    }
+
+    pub(crate) fn update_replaces(&self) -> bool {
+        self.update_replaces.load(Ordering::SeqCst)
     }
 
     /// Sets the server clock to the machine clock plus `skew` (negative: the server is

@@ -161,6 +161,10 @@ impl Shared {
         self.data.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn writes(&self) -> MutexGuard<'_, Writes> {
+        lock(&self.writes)
+    }
+
     fn data_mut(&self) -> RwLockWriteGuard<'_, Dataset> {
         self.data.write().unwrap_or_else(PoisonError::into_inner)
     }
@@ -293,7 +297,7 @@ fn write(
     shared: &Shared,
     op: impl FnOnce(&mut Writes) -> Result<Response, ApiError>,
 ) -> Result<Response, ApiError> {
-    op(&mut lock(&shared.writes))
+    op(&mut shared.writes())
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -324,7 +328,8 @@ fn router(shared: Arc<Shared>) -> Router {
                 &format!("/update-{name}"),
                 put(
                     move |State(s): State<Arc<Shared>>, body: Bytes| async move {
-                        write(&s, |w| w.update(kind, &body))
+                        let replace = s.faults.update_replaces();
+                        write(&s, |w| w.update(kind, &body, replace))
                     },
                 ),
             )

@@ -33,6 +33,15 @@ impl Params {
             .map(|(_, value)| value.as_str())
     }
 
+    /// Every value of `name`, in order (a repeated key is a list).
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
+
     /// An integer in `min..=max`, `default` when absent.
     fn int(&self, name: &str, default: usize, min: usize, max: usize) -> Result<usize, ApiError> {
         let Some(raw) = self.get(name) else {

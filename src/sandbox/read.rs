@@ -29,12 +29,20 @@ fn media(params: &Params) -> Result<Media, ApiError> {
 
 /// `GET /calls`. Calls modified too recently to be indexed are left out. After answering,
 /// applies the mutations due after this request.
+///
+/// With `filterSourceId` (repeatable) it answers only the calls with those `source_id`s: the
+/// calls uploaded through `create-call`, then the generated ones, other filters ignored. That
+/// is how a client finds out whether a call it uploaded is there.
 pub(crate) async fn calls(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let params = Params::from_uri(&uri)?;
     let page = params.page(CALLS_DEFAULT_LIMIT, true)?;
+    let source_ids = params.all("filterSourceId");
+    if !source_ids.is_empty() {
+        return calls_by_source_id(&shared, &source_ids, page, &params);
+    }
     let filter = CallFilter {
         time: params.range("filterTime")?,
         modified: params
@@ -74,6 +82,40 @@ pub(crate) async fn calls(
         handle.apply(mutation);
     }
     Ok(response)
+}
+
+/// The `filterSourceId` answer of `/calls`.
+fn calls_by_source_id(
+    shared: &Shared,
+    source_ids: &[&str],
+    page: super::reply::PageRequest,
+    params: &Params,
+) -> Result<Response, ApiError> {
+    let media = media(params)?;
+    let mut found = shared.writes().uploaded_calls(source_ids);
+    let data = shared.data();
+    let everything = CallFilter {
+        include_private: true,
+        ..CallFilter::default()
+    };
+    for index in data.find_calls(&everything, CallOrder::Asc) {
+        let call = serde_json::to_value(data.render_call(index, media))
+            .map_err(|err| ApiError::bad_request(err.to_string()))?;
+        if call["source_id"]
+            .as_str()
+            .is_some_and(|id| source_ids.contains(&id))
+        {
+            found.push(call);
+        }
+    }
+    let positions: Vec<usize> = (0..found.len()).collect();
+    Ok(paged(
+        "calls",
+        &positions,
+        page,
+        shared.faults.list_faults(),
+        |i| &found[i],
+    ))
 }
 
 /// `GET /call-details?id=`: 404 for an unknown id, the injected status for an id set to fail.

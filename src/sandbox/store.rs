@@ -56,9 +56,11 @@ pub struct WriteStore {
     pub creates: Counts,
     pub updates: Counts,
     pub deletes: Counts,
-    /// Creates for a `crm_id` that already existed. The real API's behaviour there is
-    /// undocumented; the sandbox stores a second object and counts it here, so a test can
-    /// detect a connector that creates where it should update.
+    /// Creates refused because the key (`crm_id`, or `source_id` without
+    /// `force_overwrite_old_call`) already existed. The real API's answer there is
+    /// undocumented; the sandbox models the strict case (HTTP 400 "already exists", nothing
+    /// stored) and counts each refusal here, so a test can still detect a connector that
+    /// creates where it should update.
     pub duplicate_creates: Counts,
 }
 
@@ -206,15 +208,20 @@ fn shown_value(field: &str, value: &Value) -> Value {
                 .map(|(key, value)| (key.clone(), shown_value(key, value)))
                 .collect(),
         ),
-        Value::String(text) if DATE_FIELDS.contains(&field) => match text.parse::<Timestamp>() {
-            Ok(instant) => Value::String(format!("{instant:.3}")),
-            Err(_) => value.clone(),
-        },
+        Value::String(text) if DATE_FIELDS.contains(&field) => shown_date(text),
         Value::String(text) if AMOUNT_FIELDS.contains(&field) => match text.trim().parse::<f64>() {
             Ok(number) if number.is_finite() => Value::String(number.to_string()),
             _ => value.clone(),
         },
         _ => value.clone(),
+    }
+}
+
+/// A date-time as the API prints it: UTC with milliseconds (unparseable text as it is).
+fn shown_date(text: &str) -> Value {
+    match text.parse::<Timestamp>() {
+        Ok(instant) => Value::String(format!("{instant:.3}")),
+        Err(_) => Value::String(text.to_owned()),
     }
 }
 
@@ -320,18 +327,21 @@ impl Writes {
         ok_json(&self.shown(kind, stored))
     }
 
+    /// Stores a new object; an existing `crm_id` is refused with 400 "already exists" (and
+    /// counted in `duplicate_creates`), the object left as it was.
     pub(crate) fn create(&mut self, kind: CrmKind, body: &Bytes) -> Result<Response, ApiError> {
         let mut body = object(body)?;
         let crm_id = required(&body, "crm_id")?.to_owned();
+        if kind.objects(&mut self.store).contains_key(&crm_id) {
+            *kind.count(&mut self.store.duplicate_creates) += 1;
+            return Err(ApiError::bad_request(format!(
+                "{} with crm_id {crm_id} already exists",
+                kind.name()
+            )));
+        }
         body.insert("id".to_owned(), Value::String(self.object_id()));
         let value = Value::Object(body);
-        if kind
-            .objects(&mut self.store)
-            .insert(crm_id, value.clone())
-            .is_some()
-        {
-            *kind.count(&mut self.store.duplicate_creates) += 1;
-        }
+        kind.objects(&mut self.store).insert(crm_id, value.clone());
         *kind.count(&mut self.store.creates) += 1;
         Ok(self.answer(kind, &value))
     }
@@ -349,14 +359,23 @@ impl Writes {
         Ok(self.answer(kind, &stored))
     }
 
-    /// Merges the body's fields into the object named by the body's `crm_id`; the Copilot
-    /// `id` stays the one assigned at creation.
-    pub(crate) fn update(&mut self, kind: CrmKind, body: &Bytes) -> Result<Response, ApiError> {
+    /// Merges the body's fields into the object named by the body's `crm_id` or, when
+    /// `replace` (see [`super::Faults::set_update_replaces`]), replaces the object with the
+    /// body. Either way the Copilot `id` stays the one assigned at creation.
+    pub(crate) fn update(
+        &mut self,
+        kind: CrmKind,
+        body: &Bytes,
+        replace: bool,
+    ) -> Result<Response, ApiError> {
         let body = object(body)?;
         let crm_id = required(&body, "crm_id")?;
         let Some(Value::Object(stored)) = kind.objects(&mut self.store).get_mut(crm_id) else {
             return Err(ApiError::not_found());
         };
+        if replace {
+            stored.retain(|key, _| key == "id");
+        }
         for (key, value) in body.into_iter().filter(|(key, _)| key != "id") {
             stored.insert(key, value);
         }
@@ -407,6 +426,7 @@ impl Writes {
         let overwrite = body.get("force_overwrite_old_call") == Some(&Value::Bool(true));
         let exists = self.store.calls.contains_key(&source_id);
         if exists && !overwrite {
+            self.store.duplicate_creates.calls += 1;
             return Err(ApiError::with_body(
                 StatusCode::BAD_REQUEST,
                 json!({ "error": "call with source_id already exists" }),
@@ -422,5 +442,27 @@ impl Writes {
         };
         counts.calls += 1;
         Ok(ok_json(&json!({ "call_id": call_id })))
+    }
+
+    /// The uploaded calls with one of these `source_id`s, as a `/calls` listing shows a call
+    /// (`time` in UTC with milliseconds, no signed `audio_url`, the users resolved elsewhere).
+    pub(crate) fn uploaded_calls(&self, source_ids: &[&str]) -> Vec<Value> {
+        source_ids
+            .iter()
+            .filter_map(|id| self.store.calls.get(*id))
+            .map(|call| {
+                let field = |name: &str| call.get(name).cloned().unwrap_or(Value::Null);
+                json!({
+                    "id": field("call_id"),
+                    "source_id": field("source_id"),
+                    "title": field("title"),
+                    "type": field("type"),
+                    "time": call.get("call_time").and_then(Value::as_str).map(shown_date),
+                    "status": "POST_PROCESSING_DONE",
+                    "audio_url": null,
+                    "users": [],
+                })
+            })
+            .collect()
     }
 }

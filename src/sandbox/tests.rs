@@ -840,16 +840,22 @@ async fn crm_write_endpoints_round_trip_and_count_duplicates() {
         &sandbox,
         Method::POST,
         "/create-contact",
-        json!({"crm_id": "C1"}),
+        json!({"crm_id": "C1", "first_name": "Ada"}),
     )
     .await;
-    send(
-        &sandbox,
-        Method::POST,
-        "/create-contact",
-        json!({"crm_id": "C1"}),
-    )
-    .await;
+    assert_eq!(
+        send(
+            &sandbox,
+            Method::POST,
+            "/create-contact",
+            json!({"crm_id": "C1", "first_name": "Grace"}),
+        )
+        .await,
+        (
+            400,
+            json!({"errorMessage": "contact with crm_id C1 already exists"})
+        )
+    );
     let (status, deleted) = send(
         &sandbox,
         Method::DELETE,
@@ -873,7 +879,8 @@ async fn crm_write_endpoints_round_trip_and_count_duplicates() {
     assert!(store.accounts.is_empty());
     assert_eq!(store.contacts.len(), 1);
     assert_eq!(store.creates.accounts, 1);
-    assert_eq!(store.creates.contacts, 2);
+    assert_eq!(store.creates.contacts, 1, "a refused create stores nothing");
+    assert_eq!(store.contacts["C1"]["first_name"], "Ada");
     assert_eq!(store.duplicate_creates.contacts, 1);
     assert_eq!(store.updates.total(), 1);
     assert_eq!(store.deletes.accounts, 1);
@@ -998,8 +1005,100 @@ async fn create_call_validates_fields_recording_user_and_source_id() {
     let store = sandbox.store();
     assert_eq!(store.calls.len(), 1);
     assert_eq!(store.creates.calls, 1);
+    assert_eq!(
+        store.duplicate_creates.calls, 1,
+        "the refused create is counted"
+    );
     assert_eq!(store.updates.calls, 1);
     assert_eq!(store.calls["S1"]["source_user_ids"], json!(["u-1"]));
+}
+
+#[tokio::test]
+async fn every_crm_create_route_refuses_an_existing_key_with_400_already_exists() {
+    use reqwest::Method;
+    let sandbox = start_default().await;
+    for kind in ["account", "contact", "deal"] {
+        let path = format!("/create-{kind}");
+        let body = json!({"crm_id": "K1", "x": 1});
+        assert_eq!(
+            send(&sandbox, Method::POST, &path, body.clone()).await.0,
+            200
+        );
+        let (status, refused) = send(&sandbox, Method::POST, &path, body).await;
+        assert_eq!(status, 400, "{kind}");
+        let message = refused["errorMessage"].as_str().unwrap();
+        assert!(message.contains("already exists"), "{message}");
+    }
+    let store = sandbox.store();
+    assert_eq!(store.creates.total(), 3);
+    assert_eq!(store.duplicate_creates.total(), 3);
+}
+
+#[tokio::test]
+async fn calls_filtered_by_source_id_answer_uploaded_and_generated_calls_only() {
+    use reqwest::Method;
+    let sandbox = start_default().await;
+    let upload = json!({"source_id": "S1", "call_time": "2025-01-02T12:00:00+02:00",
+        "type": "RECORDING", "audio_url": "https://example.com/a.mp3",
+        "source_user_ids": ["u-1"], "title": "Demo"});
+    assert_eq!(
+        send(&sandbox, Method::POST, "/create-call", upload).await.0,
+        200
+    );
+    let generated = sandbox
+        .calls_snapshot()
+        .into_iter()
+        .find(|c| c["source_id"].is_string())
+        .unwrap();
+    let generated_source = generated["source_id"].as_str().unwrap();
+    let (status, page) = get(
+        &sandbox,
+        "/calls",
+        &[
+            ("filterSourceId", "S1"),
+            ("filterSourceId", generated_source),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let calls = page["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{page}");
+    assert_eq!(
+        (
+            &calls[0]["source_id"],
+            &calls[0]["title"],
+            &calls[0]["time"]
+        ),
+        (
+            &json!("S1"),
+            &json!("Demo"),
+            &json!("2025-01-02T10:00:00.000Z")
+        )
+    );
+    assert_eq!(calls[1]["id"], generated["id"]);
+    let (_, none) = get(&sandbox, "/calls", &[("filterSourceId", "unknown")]).await;
+    assert_eq!(none["calls"], json!([]));
+    assert_eq!(none["pagination"]["matched"], 0);
+}
+
+#[tokio::test]
+async fn updates_merge_by_default_and_replace_when_switched() {
+    use reqwest::Method;
+    let sandbox = start_default().await;
+    let create = json!({"crm_id": "A1", "name": "Acme", "city": "Lyon"});
+    send(&sandbox, Method::POST, "/create-account", create).await;
+    let partial = json!({"crm_id": "A1", "name": "Acme 2"});
+    send(&sandbox, Method::PUT, "/update-account", partial.clone()).await;
+    assert_eq!(sandbox.store().accounts["A1"]["city"], "Lyon", "merged");
+    sandbox.faults().set_update_replaces(true);
+    let (status, shown) = send(&sandbox, Method::PUT, "/update-account", partial).await;
+    assert_eq!(status, 200);
+    let stored = &sandbox.store().accounts["A1"];
+    assert_eq!(
+        (&stored["name"], stored.get("city")),
+        (&json!("Acme 2"), None)
+    );
+    assert_eq!(stored["id"], shown["id"], "the Copilot id stays");
 }
 
 #[tokio::test]
