@@ -310,7 +310,8 @@ fn connection_status(outcome: Result<()>, output: &Output) -> Result<ExitCode> {
             error @ (Error::Config(_)
             | Error::Auth { .. }
             | Error::Input { .. }
-            | Error::Transport { .. }),
+            | Error::Transport { .. }
+            | Error::Redirected { .. }),
         ) => error,
         Err(error @ Error::Http { status, .. }) if (400..500).contains(&status) => error,
         Err(other) => return Err(other),
