@@ -67,6 +67,10 @@ pub enum Error {
         detail: String,
     },
 
+    /// The API answered 200 with an HTML page: `base_url` most likely names a website.
+    #[error("{path} returned an HTML page instead of JSON")]
+    HtmlPage { path: String },
+
     /// The API answered 200 with a body the connector cannot use.
     #[error("{path} returned an unusable body: {detail}")]
     InvalidResponse { path: String, detail: String },
@@ -116,6 +120,7 @@ impl Error {
             Error::Config(_)
             | Error::Auth { .. }
             | Error::Redirected { .. }
+            | Error::HtmlPage { .. }
             | Error::Input { .. }
             | Error::RecordRejected { .. } => FailureType::ConfigError,
             Error::RateLimited { .. } | Error::Transport { .. } | Error::Unstable(_) => {
@@ -178,6 +183,12 @@ impl Error {
             } => format!(
                 "{method} {path} was not sent on: {detail}. Check the `base_url` setting: it must be \
                  the API's own address ({} unless Clari says otherwise).",
+                crate::config::DEFAULT_BASE_URL
+            ),
+            Error::HtmlPage { path } => format!(
+                "The address in `base_url` answered {path} with an HTML page, not Clari Copilot's JSON. \
+                 Check the `base_url` setting: it must be the API's address ({} unless Clari says \
+                 otherwise), not a website.",
                 crate::config::DEFAULT_BASE_URL
             ),
             Error::InvalidResponse { path, .. } => {

@@ -91,9 +91,28 @@ async fn check_succeeds_with_good_credentials_and_fails_cleanly_with_bad_ones() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_on_a_malformed_response_is_exactly_one_trace_error_and_a_failure_exit() {
+async fn check_against_an_html_page_fails_with_a_hint_to_check_base_url() {
     let sandbox = start(sandbox_config(10)).await;
     sandbox.faults().set_malformed_body(true);
+    let files = Files::new();
+    let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
+    let ran = run(args(&["check", "--config", &arg(&config)])).await;
+    assert_eq!(ran.code, Some(0), "a FAILED check still exits 0");
+    assert!(ran.errors().is_empty());
+    let statuses = ran.of_type("CONNECTION_STATUS");
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0]["connectionStatus"]["status"], "FAILED");
+    let message = statuses[0]["connectionStatus"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("HTML") && message.contains("`base_url`"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_on_json_of_the_wrong_shape_is_exactly_one_trace_error_and_a_failure_exit() {
+    let sandbox = start(sandbox_config(10)).await;
+    sandbox.faults().set_unexpected_json(true);
     let files = Files::new();
     let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
     let ran = run(args(&["check", "--config", &arg(&config)])).await;
@@ -501,4 +520,178 @@ async fn an_undocumented_call_status_is_kept_with_a_warning_in_check_and_read() 
             warnings[0]
         );
     }
+}
+
+/// A configured catalog file of `streams` (name, sync mode), as `discover` describes them.
+fn catalog_file(files: &Files, streams: &[(&str, &str)]) -> std::path::PathBuf {
+    files.json(
+        "catalog.json",
+        &serde_json::to_value(catalog(streams)).unwrap(),
+    )
+}
+
+fn read_args(config: &std::path::Path, catalog: &std::path::Path) -> Vec<String> {
+    args(&["read", "--config", &arg(config), "--catalog", &arg(catalog)])
+}
+
+/// The LOG messages of `level`.
+fn logs<'a>(ran: &'a common::process::Ran, level: &str) -> Vec<&'a str> {
+    ran.of_type("LOG")
+        .into_iter()
+        .filter(|m| m["log"]["level"] == level)
+        .map(|m| m["log"]["message"].as_str().unwrap())
+        .collect()
+}
+
+fn statuses(ran: &common::process::Ran, stream: &str) -> Vec<String> {
+    ran.of_type("TRACE")
+        .into_iter()
+        .filter(|m| m["trace"]["stream_status"]["stream_descriptor"]["name"] == stream)
+        .map(|m| {
+            m["trace"]["stream_status"]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_stop_the_read_once_with_every_stream_incomplete() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    let config = files.json(
+        "config.json",
+        &config_json(
+            &sandbox.base_url(),
+            json!({"api_secret": "wrong-password-123"}),
+        ),
+    );
+    let streams = [
+        ("users", "full_refresh"),
+        ("calls", "incremental"),
+        ("scorecard", "incremental"),
+    ];
+    let catalog = catalog_file(&files, &streams);
+    let ran = run(read_args(&config, &catalog)).await;
+    assert_eq!(ran.code, Some(1));
+    let errors = ran.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["failure_type"], "config_error");
+    assert!(
+        errors[0].get("stream_descriptor").is_none(),
+        "{}",
+        errors[0]
+    );
+    for (stream, _) in streams {
+        let statuses = statuses(&ran, stream);
+        assert_eq!(
+            statuses.first().map(String::as_str),
+            Some("STARTED"),
+            "{stream}"
+        );
+        assert_eq!(
+            statuses.last().map(String::as_str),
+            Some("INCOMPLETE"),
+            "{stream}"
+        );
+    }
+    assert_eq!(
+        sandbox.requests().len(),
+        1,
+        "the API was asked again after refusing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_config_keys_and_an_ignored_cursor_field_are_warned_about() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    let config = files.json(
+        "config.json",
+        &config_json(
+            &sandbox.base_url(),
+            json!({"start_data": "2024-01-01T00:00:00Z", "page_sise": 10, "_comment": "ok"}),
+        ),
+    );
+    let mut catalog = serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap();
+    catalog["streams"][0]["cursor_field"] = json!(["call_time"]);
+    let catalog = files.json("catalog.json", &catalog);
+    let ran = run(read_args(&config, &catalog)).await;
+    assert_eq!(ran.code, Some(0), "still accepted");
+    let warnings = logs(&ran, "WARN").join("\n");
+    for needle in [
+        "start_data",
+        "page_sise",
+        "`call_time` is ignored",
+        "last_modified_time",
+    ] {
+        assert!(warnings.contains(needle), "{needle}: {warnings}");
+    }
+    assert!(!warnings.contains("_comment"), "{warnings}");
+}
+
+#[tokio::test]
+async fn an_unknown_stream_names_the_configured_catalog_and_suggests_refreshing_the_schema() {
+    let files = Files::new();
+    let config = files.json("config.json", &config_json("http://127.0.0.1:9", json!({})));
+    let mut catalog = serde_json::to_value(catalog(&[("users", "full_refresh")])).unwrap();
+    catalog["streams"][0]["stream"]["name"] = json!("meetings");
+    let catalog = files.json("catalog.json", &catalog);
+    let ran = run(read_args(&config, &catalog)).await;
+    assert_eq!(ran.code, Some(1));
+    let message = ran.errors()[0]["message"].as_str().unwrap().to_owned();
+    for needle in [
+        "configured catalog",
+        "\"meetings\"",
+        "Refresh the source schema",
+    ] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_of_an_unreachable_api_are_warned_and_the_error_says_how_long_and_how_often() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let files = Files::new();
+    let config = files.json("config.json", &config_json(&base_url, json!({})));
+    let catalog = catalog_file(&files, &[("users", "full_refresh")]);
+    let ran = run(read_args(&config, &catalog)).await;
+    assert_eq!(ran.code, Some(1));
+    let warnings = logs(&ran, "WARN");
+    let first = warnings
+        .iter()
+        .find(|w| w.contains("GET /users"))
+        .unwrap_or_else(|| panic!("no WARN about the retries: {warnings:?}"));
+    assert!(
+        first.contains("attempt 1") && first.contains("retrying in"),
+        "{first}"
+    );
+    let message = ran.errors()[0]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("after 9 attempts over"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_debug_shows_a_line_per_request() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
+    let catalog = catalog_file(&files, &[("users", "full_refresh")]);
+    let argv = read_args(&config, &catalog);
+    let ran = tokio::task::spawn_blocking(move || {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        finish(command(&argv).env("LOG_LEVEL", "debug").output().unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(ran.code, Some(0));
+    let debug = logs(&ran, "DEBUG");
+    assert!(
+        debug
+            .iter()
+            .any(|line| line.contains("GET /users") && line.contains("HTTP 200")),
+        "{debug:?}"
+    );
 }

@@ -311,7 +311,8 @@ fn connection_status(outcome: Result<()>, output: &Output) -> Result<ExitCode> {
             | Error::Auth { .. }
             | Error::Input { .. }
             | Error::Transport { .. }
-            | Error::Redirected { .. }),
+            | Error::Redirected { .. }
+            | Error::HtmlPage { .. }),
         ) => error,
         Err(error @ Error::Http { status, .. }) if (400..500).contains(&status) => error,
         Err(other) => return Err(other),
