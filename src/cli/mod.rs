@@ -21,6 +21,7 @@ use crate::source;
 
 mod human;
 mod proxy;
+mod signal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -161,13 +162,18 @@ pub fn run(role: Role, command: Command, output: Arc<Output>) -> ExitCode {
         Err(e) => return report(&output, Error::Io(e)),
     };
     let code = runtime.block_on(async {
-        spawn_sigterm_handler(output.clone());
+        signal::spawn_sigterm_handler(output.clone());
         match execute(role, command, &output).await {
             Ok(code) => code,
             Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(error) => report(&output, error),
         }
     });
+    // A command cut short by SIGTERM (its writes failing once the handler closed the output)
+    // must not exit as if it had finished: end the way the handler does.
+    if signal::terminating() {
+        signal::stop(&output);
+    }
     let _ = output.flush();
     runtime.shutdown_background();
     code
@@ -359,22 +365,6 @@ fn install_panic_hook(output: &Arc<Output>) {
             let _ = output.flush();
         }
     }));
-}
-
-/// SIGTERM (the platform cancelling or ending a sync) flushes what was written and exits 0:
-/// every state already emitted is complete, so there is nothing else to save.
-fn spawn_sigterm_handler(output: Arc<Output>) {
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate())
-            && term.recv().await.is_some()
-        {
-            tracing::info!("received SIGTERM: stopping");
-            let _ = output.flush();
-            std::process::exit(0);
-        }
-    });
 }
 
 #[cfg(test)]
