@@ -695,3 +695,30 @@ async fn log_level_debug_shows_a_line_per_request() {
         "{debug:?}"
     );
 }
+
+#[tokio::test]
+async fn every_configuration_problem_says_the_configuration_is_invalid_once_the_same_way() {
+    let files = Files::new();
+    let configs = [
+        files.text("unreadable.json", "{not json"),
+        files.json(
+            "bounds.json",
+            &json!({"api_key": KEY, "api_secret": PASSWORD, "page_size": 500}),
+        ),
+        files.json(
+            "empty.json",
+            &json!({"api_key": " ", "api_secret": PASSWORD}),
+        ),
+    ];
+    for config in configs {
+        let ran = run(args(&["discover", "--config", &arg(&config)])).await;
+        assert_eq!(ran.code, Some(1));
+        let error = ran.errors()[0].to_string();
+        let message = ran.errors()[0]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("The configuration is invalid: "),
+            "{message}"
+        );
+        assert_eq!(error.matches("invalid").count(), 1, "{error}");
+    }
+}

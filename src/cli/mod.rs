@@ -220,7 +220,8 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             }
         }
         (Role::Source, Command::Write { .. }) => {
-            return Err(Error::config(
+            return Err(Error::input(
+                "command line",
                 "`write` is a destination command: run the binary as destination-clari-copilot or with --role destination",
             ));
         }
@@ -255,7 +256,8 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             destination::write(&config, &catalog, input, output.clone()).await?;
         }
         (Role::Destination, Command::Read { .. }) => {
-            return Err(Error::config(
+            return Err(Error::input(
+                "command line",
                 "`read` is a source command: run the binary as source-clari-copilot or with --role source",
             ));
         }
@@ -265,7 +267,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
 
 /// Reads a config file and registers its secrets with the output before anything can log them.
 fn load_config(path: &Path, output: &Output) -> Result<Value> {
-    let raw = config::read_json_file(path, "config")?;
+    let raw = config::read_json_file(path, "configuration")?;
     for key in config::SECRET_FIELDS {
         if let Some(secret) = raw.get(key).and_then(Value::as_str) {
             output.add_secrets([secret.to_owned()]);

@@ -53,7 +53,7 @@ pub async fn proxy(args: ProxyArgs) -> ExitCode {
 }
 
 async fn send(args: &ProxyArgs) -> Result<(u16, String, Vec<String>)> {
-    let raw = config::read_json_file(&args.config, "config")?;
+    let raw = config::read_json_file(&args.config, "configuration")?;
     let api: ApiSettings = config::parse(&raw)?;
     api.validate()?;
     let method = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
