@@ -256,7 +256,7 @@ pub fn span(duration: Duration) -> String {
     match seconds {
         0 => format!("{} ms", duration.as_millis()),
         1..60 => format!("{seconds} s"),
-        _ if seconds % 60 == 0 => format!("{} min", seconds / 60),
+        _ if seconds.is_multiple_of(60) => format!("{} min", seconds / 60),
         _ => format!("{} min {} s", seconds / 60, seconds % 60),
     }
 }
