@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::process::{Files, arg, command, finish, run};
+use common::process::{Files, arg, command, finish, run, run_with_env};
 use common::*;
 use serde_json::{Value, json};
 
@@ -159,10 +159,7 @@ async fn an_invalid_catalog_is_a_trace_error_naming_the_problem() {
 async fn unreadable_config_catalog_and_state_files_each_get_a_clear_config_error() {
     let files = Files::new();
     let good_config = files.json("config.json", &config_json("http://127.0.0.1:9", json!({})));
-    let catalog = files.json(
-        "catalog.json",
-        &serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap(),
-    );
+    let catalog = files.catalog(&[("calls", "incremental")]);
     let cases = [
         (
             "config",
@@ -240,10 +237,7 @@ async fn a_read_killed_midway_and_resumed_from_its_last_state_loses_nothing() {
     sandbox.faults().set_latency(Duration::from_millis(2));
     let files = Files::new();
     let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
-    let catalog = files.json(
-        "catalog.json",
-        &serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap(),
-    );
+    let catalog = files.catalog(&[("calls", "incremental")]);
     let expected = visible_call_ids(&sandbox, false);
 
     let mut seen: BTreeSet<String> = BTreeSet::new();
@@ -438,10 +432,7 @@ async fn read_refuses_a_state_it_did_not_write_naming_the_accepted_shapes_before
     let sandbox = start(sandbox_config(10)).await;
     let files = Files::new();
     let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
-    let catalog = files.json(
-        "catalog.json",
-        &serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap(),
-    );
+    let catalog = files.catalog(&[("calls", "incremental")]);
     let unusable = [
         json!({"cursor": "2024-01-01T00:00:00Z"}),
         json!({"calls": {"lastModifiedTime": "2024-01-01T00:00:00Z"}}),
@@ -488,10 +479,7 @@ async fn an_undocumented_call_status_is_kept_with_a_warning_in_check_and_read() 
             json!({"call_details_statuses": ["post_processing_done", "TRANSCRIBED"]}),
         ),
     );
-    let catalog = files.json(
-        "catalog.json",
-        &serde_json::to_value(catalog(&[("users", "full_refresh")])).unwrap(),
-    );
+    let catalog = files.catalog(&[("users", "full_refresh")]);
     let check = run(args(&["check", "--config", &arg(&config)])).await;
     assert_eq!(connection_status(&check).0, "SUCCEEDED");
     let read = run(args(&[
@@ -522,38 +510,8 @@ async fn an_undocumented_call_status_is_kept_with_a_warning_in_check_and_read() 
     }
 }
 
-/// A configured catalog file of `streams` (name, sync mode), as `discover` describes them.
-fn catalog_file(files: &Files, streams: &[(&str, &str)]) -> std::path::PathBuf {
-    files.json(
-        "catalog.json",
-        &serde_json::to_value(catalog(streams)).unwrap(),
-    )
-}
-
 fn read_args(config: &std::path::Path, catalog: &std::path::Path) -> Vec<String> {
     args(&["read", "--config", &arg(config), "--catalog", &arg(catalog)])
-}
-
-/// The LOG messages of `level`.
-fn logs<'a>(ran: &'a common::process::Ran, level: &str) -> Vec<&'a str> {
-    ran.of_type("LOG")
-        .into_iter()
-        .filter(|m| m["log"]["level"] == level)
-        .map(|m| m["log"]["message"].as_str().unwrap())
-        .collect()
-}
-
-fn statuses(ran: &common::process::Ran, stream: &str) -> Vec<String> {
-    ran.of_type("TRACE")
-        .into_iter()
-        .filter(|m| m["trace"]["stream_status"]["stream_descriptor"]["name"] == stream)
-        .map(|m| {
-            m["trace"]["stream_status"]["status"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,7 +530,7 @@ async fn refused_credentials_stop_the_read_once_with_every_stream_incomplete() {
         ("calls", "incremental"),
         ("scorecard", "incremental"),
     ];
-    let catalog = catalog_file(&files, &streams);
+    let catalog = files.catalog(&streams);
     let ran = run(read_args(&config, &catalog)).await;
     assert_eq!(ran.code, Some(1));
     let errors = ran.errors();
@@ -584,7 +542,7 @@ async fn refused_credentials_stop_the_read_once_with_every_stream_incomplete() {
         errors[0]
     );
     for (stream, _) in streams {
-        let statuses = statuses(&ran, stream);
+        let statuses = ran.statuses(stream);
         assert_eq!(
             statuses.first().map(String::as_str),
             Some("STARTED"),
@@ -619,7 +577,7 @@ async fn unknown_config_keys_and_an_ignored_cursor_field_are_warned_about() {
     let catalog = files.json("catalog.json", &catalog);
     let ran = run(read_args(&config, &catalog)).await;
     assert_eq!(ran.code, Some(0), "still accepted");
-    let warnings = logs(&ran, "WARN").join("\n");
+    let warnings = ran.logs("WARN").join("\n");
     for needle in [
         "start_data",
         "page_sise",
@@ -657,10 +615,10 @@ async fn retries_of_an_unreachable_api_are_warned_and_the_error_says_how_long_an
     drop(closed);
     let files = Files::new();
     let config = files.json("config.json", &config_json(&base_url, json!({})));
-    let catalog = catalog_file(&files, &[("users", "full_refresh")]);
+    let catalog = files.catalog(&[("users", "full_refresh")]);
     let ran = run(read_args(&config, &catalog)).await;
     assert_eq!(ran.code, Some(1));
-    let warnings = logs(&ran, "WARN");
+    let warnings = ran.logs("WARN");
     let first = warnings
         .iter()
         .find(|w| w.contains("GET /users"))
@@ -678,16 +636,10 @@ async fn log_level_debug_shows_a_line_per_request() {
     let sandbox = start(sandbox_config(10)).await;
     let files = Files::new();
     let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
-    let catalog = catalog_file(&files, &[("users", "full_refresh")]);
-    let argv = read_args(&config, &catalog);
-    let ran = tokio::task::spawn_blocking(move || {
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        finish(command(&argv).env("LOG_LEVEL", "debug").output().unwrap())
-    })
-    .await
-    .unwrap();
+    let catalog = files.catalog(&[("users", "full_refresh")]);
+    let ran = run_with_env(read_args(&config, &catalog), &[("LOG_LEVEL", "debug")]).await;
     assert_eq!(ran.code, Some(0));
-    let debug = logs(&ran, "DEBUG");
+    let debug = ran.logs("DEBUG");
     assert!(
         debug
             .iter()

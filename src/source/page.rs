@@ -254,13 +254,16 @@ mod tests {
 
     #[test]
     fn malformed_bodies_name_the_path_and_the_problem() {
-        let err = parse(b"<html>oops", &["calls"], "/calls")
+        let err = parse(b"{\"calls\": [", &["calls"], "/calls")
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("/calls") && err.contains("not a JSON object"),
             "{err}"
         );
+        let err = parse(b"  <html>oops", &["calls"], "/calls").unwrap_err();
+        assert!(matches!(err, Error::HtmlPage { .. }), "{err}");
+        assert!(err.to_string().contains("/calls"), "{err}");
         let err = parse(br#"{"other":[]}"#, &["calls"], "/calls")
             .unwrap_err()
             .to_string();
