@@ -181,7 +181,7 @@ impl Error {
                 path,
                 detail,
             } => format!(
-                "{method} {path} was not sent on: {detail}. Check the `base_url` setting: it must be \
+                "{method} {path}: {detail}. Check the `base_url` setting: it must be \
                  the API's own address ({} unless Clari says otherwise).",
                 crate::config::DEFAULT_BASE_URL
             ),

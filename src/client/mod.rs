@@ -445,8 +445,11 @@ struct LeftOrigin(reqwest::Url);
 
 impl std::fmt::Display for LeftOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The target as a person needs it: no query, and no user information it might carry.
         let mut target = self.0.clone();
         target.set_query(None);
+        let _ = target.set_username("");
+        let _ = target.set_password(None);
         write!(
             f,
             "the API answered with a redirect to {target}, outside `base_url`'s origin; \
