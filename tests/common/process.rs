@@ -26,6 +26,11 @@ impl Files {
         self.text(name, &value.to_string())
     }
 
+    /// `config.json`: a source config for `base_url` with `overrides` merged in.
+    pub fn config(&self, base_url: &str, overrides: Value) -> PathBuf {
+        self.json("config.json", &super::config_json(base_url, overrides))
+    }
+
     /// `catalog.json`: the configured catalog of `streams` (name, sync mode), as `discover`
     /// describes them.
     pub fn catalog(&self, streams: &[(&str, &str)]) -> PathBuf {
