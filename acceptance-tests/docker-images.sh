@@ -364,7 +364,9 @@ check "source: the second read emits STATE messages and no TRACE ERROR" \
     sh -c "[ $($MSG count STATE "$WORK/source-read-state.out") -gt 0 ] && [ -z \"$($MSG trace-errors "$WORK/source-read-state.out")\" ]"
 
 # SIGTERM, as the platform sends it to end or cancel a sync: a slow API, the signal after the
-# first record. The binary is PID 1 in the container, so it must handle the signal itself.
+# first record. The binary is PID 1 in the container, so it must handle the signal itself; as
+# PID 1 it cannot die of the re-raised signal, so it exits 143 (128 + SIGTERM), the code a
+# shell reports for a process killed by SIGTERM.
 start_sandbox slow --calls 3000 --seed 7 --latency-ms 200
 mkdir -p "$WORK/slow"
 chmod 755 "$WORK/slow"
@@ -389,10 +391,12 @@ wait "$podman_pid" || sigterm_rc=$?
 took=$((SECONDS - sent))
 echo "  ran   sigterm: podman kill --signal TERM during a read -> exit $sigterm_rc after ${took}s"
 check "source: the read was still running when SIGTERM was sent" equals yes "$killed"
-check "source: SIGTERM during a read ends it with exit 0 within 10 s" \
-    sh -c "[ $sigterm_rc = 0 ] && [ $took -le 10 ]"
+check "source: SIGTERM during a read ends it with exit 143 (killed by SIGTERM) within 10 s" \
+    sh -c "[ $sigterm_rc = 143 ] && [ $took -le 10 ]"
 check "source: ... after records, with complete JSON lines only" \
     sh -c "[ $($MSG count RECORD "$WORK/sigterm.out") -gt 0 ] && [ \"\$(grep -cv '^{.*}\$' '$WORK/sigterm.out')\" = 0 ]"
+check "source: ... and the running stream's last status INCOMPLETE" \
+    sh -c "grep '\"STREAM_STATUS\"' '$WORK/sigterm.out' | tail -n 1 | grep -q '\"status\":\"INCOMPLETE\"'"
 
 step "destination image"
 image_checks destination "$DEST_IMAGE" "$ROOT/acceptance-tests/destination/metadata.yaml" /usr/local/bin/destination-clari-copilot

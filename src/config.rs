@@ -81,10 +81,10 @@ pub struct ApiSettings {
     pub api_secret: Secret,
 
     /// Requests per second across the whole sync. Clari Copilot allows 10 per second and 100,000 per
-    /// week per key: lower this to leave room for other tools sharing the key. Values above 10 are
-    /// accepted with a warning (useful only against a local test server).
+    /// week per key: lower this to leave room for other tools sharing the key. Values above 10 (up
+    /// to 10,000) are accepted with a warning (useful only against a local test server).
     #[serde(default = "default_requests_per_second")]
-    #[schemars(title = "Requests per second", range(min = 1), extend("order" = 20, "examples" = [10, 5]))]
+    #[schemars(title = "Requests per second", range(min = 1, max = 10000), extend("order" = 20, "examples" = [10, 5]))]
     pub requests_per_second: u32,
 
     /// How many minutes the connector keeps retrying while Clari answers HTTP 429 before it
@@ -108,14 +108,15 @@ pub struct SourceConfig {
     #[serde(flatten)]
     pub api: ApiSettings,
 
-    /// Only calls (by their scheduled time) and scorecards from this instant on are read, in UTC,
-    /// for example 2024-01-01T00:00:00Z. Leave it empty to copy the account's whole history. A
-    /// date in the future is refused: no call could be read.
+    /// Only calls (by their scheduled time) and scorecards from this instant on are read, for
+    /// example 2024-01-01T00:00:00Z. An offset such as +02:00 is accepted and converted to UTC.
+    /// Leave it empty to copy the account's whole history. A date in the future is refused: no
+    /// call could be read.
     #[serde(default)]
     #[schemars(
         title = "Start date",
-        regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$"),
-        extend("format" = "date-time", "order" = 2, "examples" = ["2024-01-01T00:00:00Z"])
+        regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"),
+        extend("format" = "date-time", "pattern_descriptor" = "YYYY-MM-DDTHH:mm:ssZ", "order" = 2, "examples" = ["2024-01-01T00:00:00Z"])
     )]
     pub start_date: Option<String>,
 
@@ -152,11 +153,11 @@ pub struct SourceConfig {
     #[schemars(title = "Call details: finished statuses", length(min = 1), extend("order" = 6, "examples" = [["POST_PROCESSING_DONE"]]))]
     pub call_details_statuses: Vec<String>,
 
-    /// At most this many `/call-details` requests per sync, to protect the weekly quota of
-    /// 100,000 requests. When the next batch would pass it, the sync stops cleanly at its last
+    /// At most this many `/call-details` requests per sync (up to 100,000), to protect the weekly
+    /// quota of 100,000 requests. When the next batch would pass it, the sync stops cleanly at its last
     /// checkpoint and the next sync carries on from there. Empty means no cap.
     #[serde(default)]
-    #[schemars(title = "Call details: requests per sync", range(min = 1), extend("order" = 7, "examples" = [5000]))]
+    #[schemars(title = "Call details: requests per sync", range(min = 1, max = 100000), extend("order" = 7, "examples" = [5000]))]
     pub call_details_max_requests: Option<u32>,
 
     /// Ask `call-details` for a signed `audio_url`. Signed URLs expire 4 hours after the sync.
@@ -296,26 +297,104 @@ pub fn parse_json_text(path: &Path, what: &str, text: &str) -> Result<Value> {
 }
 
 /// Validates a raw config against the spec of `T`, then deserialises it.
+///
+/// Every problem names its field, once: a value breaking two rules (a `start_date` that is
+/// neither the pattern nor a date-time) gets one sentence, in words rather than a regex when
+/// the spec gives a `pattern_descriptor`. The spec bounds every integer, so once it passes,
+/// deserialising cannot fail on a value no message named.
 pub fn parse<T: JsonSchema + for<'de> Deserialize<'de>>(raw: &Value) -> Result<T> {
     let spec = connection_specification::<T>();
     let validator = jsonschema::draft7::new(&spec)
         .map_err(|e| Error::config(format!("spec is invalid: {e}")))?;
-    let problems: Vec<String> = validator
-        .iter_errors(raw)
-        .map(|e| {
-            let path = e.instance_path().to_string();
-            let field = path.trim_start_matches('/').replace('/', ".");
-            if field.is_empty() {
-                e.to_string()
-            } else {
-                format!("`{field}`: {e}")
-            }
-        })
-        .collect();
+    let mut problems: Vec<(String, String)> = Vec::new();
+    for error in validator.iter_errors(raw) {
+        let path = error.instance_path().to_string();
+        let field = path.trim_start_matches('/').replace('/', ".");
+        if field.is_empty() {
+            problems.push((field, error.to_string()));
+        } else if !problems.iter().any(|(named, _)| *named == field) {
+            let problem = describe_problem(&spec, &field, &error);
+            problems.push((field, problem));
+        }
+    }
     if !problems.is_empty() {
+        let problems: Vec<String> = problems.into_iter().map(|(_, problem)| problem).collect();
         return Err(Error::config(problems.join("; ")));
     }
-    serde_json::from_value(raw.clone()).map_err(|e| Error::config(e.to_string()))
+    serde_json::from_value(integral_floats_as_integers(raw, &spec))
+        .map_err(|e| Error::config(e.to_string()))
+}
+
+/// One sentence about a value that breaks the spec, naming its `field`. A value whose form the
+/// spec describes (`pattern_descriptor`) is told that form and an example, not a regex.
+fn describe_problem(spec: &Value, field: &str, error: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind;
+    let property = &spec["properties"][field];
+    match (error.kind(), property["pattern_descriptor"].as_str()) {
+        (ValidationErrorKind::Pattern { .. } | ValidationErrorKind::Format { .. }, Some(form)) => {
+            let example = property["examples"][0]
+                .as_str()
+                .map(|example| format!(", for example {example}"))
+                .unwrap_or_default();
+            format!(
+                "`{field}` must have the form {form}{example} (got {})",
+                error.instance()
+            )
+        }
+        _ => format!("`{field}`: {error}"),
+    }
+}
+
+/// `raw` with each integral float (`10.0`, as some clients write numbers) of an integer field
+/// turned into an integer: serde refuses `10.0` for a `u32`, although JSON Schema calls it an
+/// integer and the spec check accepted it.
+fn integral_floats_as_integers(raw: &Value, spec: &Value) -> Value {
+    let mut raw = raw.clone();
+    let Some(fields) = raw.as_object_mut() else {
+        return raw;
+    };
+    for (field, value) in fields.iter_mut() {
+        let types = &spec["properties"][field]["type"];
+        let integer_field = types == "integer"
+            || types
+                .as_array()
+                .is_some_and(|t| t.contains(&"integer".into()));
+        // The spec bounds every integer field within u32, so the conversion is exact.
+        if let Some(float) = value.as_f64()
+            && integer_field
+            && value.is_f64()
+            && float.fract() == 0.0
+            && (0.0..=f64::from(u32::MAX)).contains(&float)
+        {
+            *value = Value::from(float as u64);
+        }
+    }
+    raw
+}
+
+/// The top-level keys of `raw` that `T`'s spec does not know (a misspelt `start_data`), except
+/// those starting with `_`, which by convention carry comments.
+pub fn unknown_keys<T: JsonSchema>(raw: &Value) -> Vec<String> {
+    let spec = connection_specification::<T>();
+    raw.as_object()
+        .into_iter()
+        .flat_map(|fields| fields.keys())
+        .filter(|key| !key.starts_with('_') && spec["properties"].get(key.as_str()).is_none())
+        .cloned()
+        .collect()
+}
+
+/// Warns about the keys of `raw` that `T` ignores: Airbyte configs may carry extra keys, so
+/// they are accepted, but a misspelt setting would otherwise fall back to its default unseen.
+fn warn_about_unknown_keys<T: JsonSchema>(raw: &Value) {
+    let unknown = unknown_keys::<T>(raw);
+    if !unknown.is_empty() {
+        tracing::warn!(
+            "the configuration has keys this connector does not know, which it ignores: `{}`. \
+             Check their spelling against the spec",
+            unknown.join("`, `")
+        );
+    }
 }
 
 impl ApiSettings {
@@ -371,9 +450,11 @@ fn is_loopback(url: &reqwest::Url) -> bool {
 
 impl SourceConfig {
     pub fn from_value(raw: &Value) -> Result<Self> {
-        let config: Self = parse(raw)?;
+        let mut config: Self = parse(raw)?;
+        warn_about_unknown_keys::<Self>(raw);
         config.api.validate()?;
-        config.start()?;
+        // One spelling from here on, in UTC: state records it, and a sync compares it.
+        config.start_date = config.start()?.map(|start| start.to_string());
         config.validate_call_details_statuses()?;
         Ok(config)
     }
@@ -430,7 +511,7 @@ impl SourceConfig {
             .filter(|s| !s.trim().is_empty())
             .map(|s| {
                 s.parse::<Timestamp>().map_err(|e| {
-                    Error::config(format!("`start_date` {s:?} is not a UTC date-time: {e}"))
+                    Error::config(format!("`start_date` {s:?} is not a date-time: {e}"))
                 })
             })
             .transpose()
@@ -440,6 +521,7 @@ impl SourceConfig {
 impl DestinationConfig {
     pub fn from_value(raw: &Value) -> Result<Self> {
         let config: Self = parse(raw)?;
+        warn_about_unknown_keys::<Self>(raw);
         config.api.validate()?;
         Ok(config)
     }
@@ -613,6 +695,113 @@ mod tests {
         for readable in [json!("2025-06-01T00:00:00Z"), json!(null)] {
             assert!(with_start(readable).validate_for_reading(now).is_ok());
         }
+    }
+
+    #[test]
+    fn a_start_date_of_the_wrong_form_gets_one_sentence_with_the_expected_form() {
+        let mut raw = minimal();
+        raw["start_date"] = json!("2024-01-01");
+        let message = SourceConfig::from_value(&raw).unwrap_err().user_message();
+        assert!(
+            message.contains("YYYY-MM-DDTHH:mm:ssZ") && message.contains("2024-01-01T00:00:00Z"),
+            "{message}"
+        );
+        assert_eq!(message.matches("start_date").count(), 1, "{message}");
+        assert!(!message.contains("[0-9]"), "a regex: {message}");
+        let spec = connection_specification::<SourceConfig>();
+        assert_eq!(
+            spec["properties"]["start_date"]["pattern_descriptor"],
+            "YYYY-MM-DDTHH:mm:ssZ"
+        );
+    }
+
+    #[test]
+    fn a_start_date_with_any_offset_is_accepted_and_kept_in_utc() {
+        for (given, utc) in [
+            ("2024-01-01T00:00:00+00:00", "2024-01-01T00:00:00Z"),
+            ("2024-01-01T02:00:00+02:00", "2024-01-01T00:00:00Z"),
+            ("2023-12-31T19:30:00-04:30", "2024-01-01T00:00:00Z"),
+            ("2024-01-01T00:00:00.250+00:00", "2024-01-01T00:00:00.25Z"),
+            ("2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z"),
+        ] {
+            let mut raw = minimal();
+            raw["start_date"] = json!(given);
+            let config = SourceConfig::from_value(&raw).unwrap();
+            assert_eq!(config.start_date.as_deref(), Some(utc), "{given}");
+        }
+    }
+
+    #[test]
+    fn a_number_too_large_for_its_field_is_refused_naming_the_field() {
+        let mut raw = minimal();
+        raw["requests_per_second"] = json!(1e20);
+        let message = SourceConfig::from_value(&raw).unwrap_err().user_message();
+        assert!(message.contains("`requests_per_second`"), "{message}");
+        let spec = connection_specification::<SourceConfig>();
+        assert!(spec["properties"]["requests_per_second"]["maximum"].is_u64());
+    }
+
+    /// With a bound on each, the spec check refuses every integer serde would: no type error
+    /// can reach the user without its field's name.
+    #[test]
+    fn every_integer_field_of_both_specs_is_bounded_within_u32() {
+        for spec in [
+            connection_specification::<SourceConfig>(),
+            connection_specification::<DestinationConfig>(),
+        ] {
+            for (field, property) in spec["properties"].as_object().unwrap() {
+                if property["type"] == "integer"
+                    || property["type"]
+                        .as_array()
+                        .is_some_and(|t| t.contains(&json!("integer")))
+                {
+                    let max = property["maximum"].as_u64();
+                    assert!(max.is_some_and(|max| max <= u64::from(u32::MAX)), "{field}");
+                    assert!(property["minimum"].as_u64().is_some(), "{field}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integral_floats_are_accepted_for_integer_fields_of_both_roles() {
+        let mut raw = minimal();
+        raw["requests_per_second"] = json!(10.0);
+        raw["page_size"] = json!(50.0);
+        raw["call_details_max_requests"] = json!(5.0);
+        let source = SourceConfig::from_value(&raw).unwrap();
+        assert_eq!(source.api.requests_per_second, 10);
+        assert_eq!(source.page_size, 50);
+        assert_eq!(source.call_details_max_requests, Some(5));
+        let mut raw = minimal();
+        raw["rate_limit_patience_minutes"] = json!(3.0);
+        let destination = DestinationConfig::from_value(&raw).unwrap();
+        assert_eq!(destination.api.rate_limit_patience_minutes, 3);
+        raw["rate_limit_patience_minutes"] = json!(2.5);
+        let message = DestinationConfig::from_value(&raw)
+            .unwrap_err()
+            .user_message();
+        assert!(
+            message.contains("`rate_limit_patience_minutes`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_listed_except_underscored_comments() {
+        let mut raw = minimal();
+        raw["start_data"] = json!("2024-01-01T00:00:00Z");
+        raw["page_sise"] = json!(10);
+        raw["_comment"] = json!("for people");
+        let mut unknown = unknown_keys::<SourceConfig>(&raw);
+        unknown.sort();
+        assert_eq!(unknown, ["page_sise", "start_data"]);
+        assert!(SourceConfig::from_value(&raw).is_ok(), "still accepted");
+        raw["on_rejected_record"] = json!("skip");
+        assert!(unknown_keys::<SourceConfig>(&raw).contains(&"on_rejected_record".to_owned()));
+        assert!(
+            !unknown_keys::<DestinationConfig>(&raw).contains(&"on_rejected_record".to_owned())
+        );
     }
 
     #[test]

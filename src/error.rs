@@ -4,12 +4,15 @@
 //! `Display` is the internal message (what happened, for the logs and `internal_message`);
 //! [`Error::user_message`] is the sentence shown in the Airbyte UI.
 
+use std::time::Duration;
+
 use crate::protocol::{ErrorTrace, FailureType, StreamDescriptor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The config does not satisfy the spec, or a value in it cannot be used.
-    #[error("invalid config: {0}")]
+    // The detail alone: [`Error::user_message`] says "The configuration is invalid" once.
+    #[error("{0}")]
     Config(String),
 
     /// The API refused the credentials (401/403).
@@ -22,38 +25,58 @@ pub enum Error {
     },
 
     /// An HTTP status the connector does not retry, or one that kept failing past the retry budget.
-    #[error("{method} {path} answered HTTP {status} after {attempts} attempt(s): {body}")]
+    #[error("{method} {path} answered HTTP {status} after {}: {body}", tries(*attempts, *elapsed))]
     Http {
         method: String,
         path: String,
         status: u16,
         attempts: u32,
+        /// Time from the first attempt to the last answer.
+        elapsed: Duration,
         body: String,
     },
 
     /// The API kept answering 429 past the retry budget.
-    #[error("{method} {path} was rate limited (HTTP 429) on {attempts} attempts in a row")]
+    #[error("{method} {path} was rate limited (HTTP {status}) on {}", tries(*attempts, *elapsed))]
     RateLimited {
         method: String,
         path: String,
         attempts: u32,
+        elapsed: Duration,
+        status: u16,
+        /// The last answer's body, shortened.
+        body: String,
     },
 
     /// The request never got an HTTP answer (DNS, refused connection, reset, timeout).
-    #[error("{method} {path} failed after {attempts} attempt(s): {detail}")]
+    #[error("{method} {path} failed after {}: {detail}", tries(*attempts, *elapsed))]
     Transport {
         method: String,
         path: String,
         attempts: u32,
+        elapsed: Duration,
         detail: String,
     },
+
+    /// The API redirected a request away from `base_url`'s origin, and the connector refused
+    /// to follow (the credentials would have gone along).
+    #[error("{method} {path}: {detail}")]
+    Redirected {
+        method: String,
+        path: String,
+        detail: String,
+    },
+
+    /// The API answered 200 with an HTML page: `base_url` most likely names a website.
+    #[error("{path} returned an HTML page instead of JSON")]
+    HtmlPage { path: String },
 
     /// The API answered 200 with a body the connector cannot use.
     #[error("{path} returned an unusable body: {detail}")]
     InvalidResponse { path: String, detail: String },
 
     /// A file or stdin line given to the connector is unreadable (catalog, state, messages).
-    #[error("invalid {what}: {detail}")]
+    #[error("{what}: {detail}")]
     Input { what: String, detail: String },
 
     /// A time window holds more records than `skip` can reach and cannot be split further.
@@ -96,6 +119,8 @@ impl Error {
         match self {
             Error::Config(_)
             | Error::Auth { .. }
+            | Error::Redirected { .. }
+            | Error::HtmlPage { .. }
             | Error::Input { .. }
             | Error::RecordRejected { .. } => FailureType::ConfigError,
             Error::RateLimited { .. } | Error::Transport { .. } | Error::Unstable(_) => {
@@ -118,21 +143,58 @@ impl Error {
                 "Clari Copilot rejected the credentials (HTTP {status}). Check the API key and the API password \
                  (Copilot Workspace Settings > Integrations > Clari Copilot API)."
             ),
-            Error::Http { status, path, .. } if *status >= 500 => format!(
-                "Clari Copilot kept failing with HTTP {status} on {path}. This is usually temporary: the next sync \
-                 resumes from the last checkpoint."
+            Error::Http {
+                status,
+                path,
+                attempts,
+                elapsed,
+                ..
+            } if *status >= 500 => format!(
+                "Clari Copilot kept failing with HTTP {status} on {path} ({}). This is usually temporary: the \
+                 next sync resumes from the last checkpoint.",
+                tries(*attempts, *elapsed)
             ),
-            Error::Http { status, path, body, .. } => {
+            Error::Http {
+                status, path, body, ..
+            } => {
                 format!("Clari Copilot refused a request to {path} (HTTP {status}): {body}")
             }
-            Error::RateLimited { .. } => "Clari Copilot kept rate limiting the connector (HTTP 429). The next sync \
-                 resumes from the last checkpoint; lower `requests_per_second` if other tools share this API key."
-                .to_owned(),
-            Error::Transport { detail, .. } => format!(
-                "Could not reach Clari Copilot ({detail}). Check the network and the `base_url` setting."
+            Error::RateLimited {
+                attempts, elapsed, ..
+            } => format!(
+                "Clari Copilot kept rate limiting the connector (HTTP 429, {}). The next sync resumes from \
+                 the last checkpoint; lower `requests_per_second` if other tools share this API key.",
+                tries(*attempts, *elapsed)
+            ),
+            Error::Transport {
+                detail,
+                attempts,
+                elapsed,
+                ..
+            } => format!(
+                "Could not reach Clari Copilot after {} ({detail}). Check the network and the `base_url` \
+                 setting.",
+                tries(*attempts, *elapsed)
+            ),
+            Error::Redirected {
+                method,
+                path,
+                detail,
+            } => format!(
+                "{method} {path}: {detail}. Check the `base_url` setting: it must be \
+                 the API's own address ({} unless Clari says otherwise).",
+                crate::config::DEFAULT_BASE_URL
+            ),
+            Error::HtmlPage { path } => format!(
+                "The address in `base_url` answered {path} with an HTML page, not Clari Copilot's JSON. \
+                 Check the `base_url` setting: it must be the API's address ({} unless Clari says \
+                 otherwise), not a website.",
+                crate::config::DEFAULT_BASE_URL
             ),
             Error::InvalidResponse { path, .. } => {
-                format!("Clari Copilot returned a response from {path} that is not the expected JSON.")
+                format!(
+                    "Clari Copilot returned a response from {path} that is not the expected JSON."
+                )
             }
             Error::Input { what, detail } => format!("The {what} is invalid: {detail}"),
             Error::SkipCap(message) | Error::Unstable(message) => message.clone(),
@@ -152,6 +214,17 @@ impl Error {
         }
     }
 
+    /// This error as the last of a request's retries, the first of which was `elapsed` ago.
+    pub fn after(mut self, elapsed: Duration) -> Self {
+        if let Error::Http { elapsed: e, .. }
+        | Error::RateLimited { elapsed: e, .. }
+        | Error::Transport { elapsed: e, .. } = &mut self
+        {
+            *e = elapsed;
+        }
+        self
+    }
+
     /// True when the request reached the API and the credentials were refused.
     pub fn is_auth(&self) -> bool {
         matches!(self, Error::Auth { .. })
@@ -168,3 +241,50 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// "1 attempt", or "9 attempts over 4 min 15 s": how hard a request was tried.
+fn tries(attempts: u32, elapsed: Duration) -> String {
+    match attempts {
+        1 => "1 attempt".to_owned(),
+        n => format!("{n} attempts over {}", span(elapsed)),
+    }
+}
+
+/// A duration as people read it: "850 ms", "12 s", "4 min 15 s".
+pub fn span(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0 => format!("{} ms", duration.as_millis()),
+        1..60 => format!("{seconds} s"),
+        _ if seconds.is_multiple_of(60) => format!("{} min", seconds / 60),
+        _ => format!("{} min {} s", seconds / 60, seconds % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_in_the_largest_units_that_fit() {
+        assert_eq!(span(Duration::from_millis(850)), "850 ms");
+        assert_eq!(span(Duration::from_millis(12_400)), "12 s");
+        assert_eq!(span(Duration::from_secs(255)), "4 min 15 s");
+        assert_eq!(span(Duration::from_secs(600)), "10 min");
+    }
+
+    #[test]
+    fn a_request_given_up_says_how_many_attempts_over_how_long() {
+        let error = Error::Transport {
+            method: "GET".into(),
+            path: "/users".into(),
+            attempts: 9,
+            elapsed: Duration::ZERO,
+            detail: "connection failed".into(),
+        }
+        .after(Duration::from_secs(255));
+        for text in [error.to_string(), error.user_message()] {
+            assert!(text.contains("9 attempts over 4 min 15 s"), "{text}");
+        }
+    }
+}

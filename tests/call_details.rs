@@ -135,6 +135,32 @@ async fn a_request_cap_stops_each_sync_cleanly_and_the_syncs_together_lose_nothi
     assert_eq!(got, finished, "every finished call's details arrived");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_sync_estimates_what_it_will_fetch_not_every_call() {
+    let sandbox = start(sandbox_config(300)).await;
+    let cap = 25;
+    let run = read(
+        config_json(
+            &sandbox.base_url(),
+            json!({"call_details_max_requests": cap}),
+        ),
+        &catalog(&[("call-details", "incremental")]),
+        &json!([]),
+    )
+    .await;
+    assert!(run.errors().is_empty(), "{:?}", run.errors());
+    let estimates: Vec<&Value> = run
+        .of_type("TRACE")
+        .filter(|m| m["trace"]["type"] == "ESTIMATE")
+        .map(|m| &m["trace"]["estimate"]["row_estimate"])
+        .collect();
+    assert_eq!(estimates, [&json!(cap)]);
+    assert!(
+        visible_call_ids(&sandbox, false).len() > cap,
+        "the cap binds"
+    );
+}
+
 #[tokio::test]
 async fn a_call_deleted_before_its_details_are_fetched_is_skipped_not_failed() {
     let server = MockServer::start().await;

@@ -214,3 +214,43 @@ fn spec_prints_exactly_one_spec_matching_the_snapshot() {
     assert_eq!(messages.len(), 1);
     insta::assert_json_snapshot!("destination_spec", messages[0]);
 }
+
+/// A write stopped by SIGTERM (the platform cancelling the sync) ends as a process killed by
+/// the signal, so the platform cannot mistake it for a write that finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_stopped_by_sigterm_ends_killed_by_the_signal_after_its_echoed_states() {
+    use std::os::unix::process::ExitStatusExt;
+    let sandbox = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = write_command(&sandbox, &dir, "append").spawn().unwrap();
+    // stdin stays open: the write is still waiting for input when the signal comes.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(accounts_with_states(10, 10).text().as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while echoed_states(&seen).is_empty() {
+        let mut line = String::new();
+        let read = tokio::task::block_in_place(|| stdout.read_line(&mut line)).unwrap();
+        assert!(
+            read > 0,
+            "stdout closed before the state was echoed: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    drop(stdin);
+    assert_eq!(status.signal(), Some(15), "{status:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    for line in seen.lines().chain(rest.lines()) {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("not a message: {line}: {e}"));
+    }
+}

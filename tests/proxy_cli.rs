@@ -126,3 +126,73 @@ async fn http_errors_and_bad_credentials_exit_non_zero_with_the_status() {
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("not JSON"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_origin_is_refused_and_the_credentials_stay_home() {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
+    let elsewhere = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_string("{\"users\": []}"))
+        .mount(&elsewhere)
+        .await;
+    let home = MockServer::start().await;
+    // Same machine, another origin: `localhost` and another port, as the issue reproduced.
+    let target = format!("http://localhost:{}/users", elsewhere.address().port());
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", target.as_str()))
+        .mount(&home)
+        .await;
+    let files = Files::new();
+    let config = files.json("config.json", &config_json(&home.uri(), json!({})));
+    let out = proxy(&config, &["GET", "/users"], None).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("redirect"), "{}", out.stderr);
+    assert!(out.stderr.contains(&target), "{}", out.stderr);
+    let arrived = elsewhere.received_requests().await.unwrap_or_default();
+    assert!(
+        arrived.iter().all(|request| {
+            !request.headers.contains_key("x-api-key")
+                && !request.headers.contains_key("x-api-password")
+        }),
+        "the credentials followed the redirect"
+    );
+    assert_eq!(
+        home.received_requests().await.unwrap_or_default().len(),
+        1,
+        "not retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_url_is_refused_without_sending_anything() {
+    let sandbox = start(sandbox_config(5)).await;
+    let files = Files::new();
+    let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
+    let out = proxy(&config, &["GET", "http://elsewhere.example/calls"], None).await;
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("give a path such as /calls"),
+        "{}",
+        out.stderr
+    );
+    assert!(sandbox.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_spent_print_the_last_status_and_body_not_sync_advice() {
+    let sandbox = start(sandbox_config(5)).await;
+    sandbox.faults().fail_next(100, 503);
+    let files = Files::new();
+    let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
+    let out = proxy(&config, &["GET", "/users"], None).await;
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr.lines().last(),
+        Some("HTTP 503"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.trim().is_empty(), "no body printed");
+    assert!(!out.stderr.contains("checkpoint"), "{}", out.stderr);
+    assert_eq!(sandbox.requests().len(), 9, "every retry was spent first");
+}

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::process::{Files, arg, command, finish, run};
+use common::process::{Files, arg, command, finish, run, run_with_env};
 use common::*;
 use serde_json::{Value, json};
 
@@ -27,7 +27,7 @@ async fn spec_prints_exactly_one_spec_matching_the_snapshot() {
 #[tokio::test]
 async fn discover_prints_exactly_one_catalog_matching_the_snapshot() {
     let files = Files::new();
-    let config = files.json("config.json", &config_json("http://127.0.0.1:9", json!({})));
+    let config = files.config("http://127.0.0.1:9", json!({}));
     let ran = run(args(&["discover", "--config", &arg(&config)])).await;
     assert_eq!(ran.code, Some(0));
     assert_eq!(ran.messages.len(), 1);
@@ -91,11 +91,30 @@ async fn check_succeeds_with_good_credentials_and_fails_cleanly_with_bad_ones() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_on_a_malformed_response_is_exactly_one_trace_error_and_a_failure_exit() {
+async fn check_against_an_html_page_fails_with_a_hint_to_check_base_url() {
     let sandbox = start(sandbox_config(10)).await;
     sandbox.faults().set_malformed_body(true);
     let files = Files::new();
-    let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
+    let config = files.config(&sandbox.base_url(), json!({}));
+    let ran = run(args(&["check", "--config", &arg(&config)])).await;
+    assert_eq!(ran.code, Some(0), "a FAILED check still exits 0");
+    assert!(ran.errors().is_empty());
+    let statuses = ran.of_type("CONNECTION_STATUS");
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0]["connectionStatus"]["status"], "FAILED");
+    let message = statuses[0]["connectionStatus"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("HTML") && message.contains("`base_url`"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_on_json_of_the_wrong_shape_is_exactly_one_trace_error_and_a_failure_exit() {
+    let sandbox = start(sandbox_config(10)).await;
+    sandbox.faults().set_unexpected_json(true);
+    let files = Files::new();
+    let config = files.config(&sandbox.base_url(), json!({}));
     let ran = run(args(&["check", "--config", &arg(&config)])).await;
     assert_ne!(ran.code, Some(0));
     assert_eq!(ran.of_type("TRACE").len(), 1);
@@ -106,7 +125,7 @@ async fn check_on_a_malformed_response_is_exactly_one_trace_error_and_a_failure_
 #[tokio::test]
 async fn an_invalid_catalog_is_a_trace_error_naming_the_problem() {
     let files = Files::new();
-    let config = files.json("config.json", &config_json("http://127.0.0.1:9", json!({})));
+    let config = files.config("http://127.0.0.1:9", json!({}));
     let catalog = files.json(
         "catalog.json",
         &json!({"streams": [{"stream": {"name": "__AIRBYTE__stream_that_does_not_exist", "json_schema": {},
@@ -139,11 +158,8 @@ async fn an_invalid_catalog_is_a_trace_error_naming_the_problem() {
 #[tokio::test]
 async fn unreadable_config_catalog_and_state_files_each_get_a_clear_config_error() {
     let files = Files::new();
-    let good_config = files.json("config.json", &config_json("http://127.0.0.1:9", json!({})));
-    let catalog = files.json(
-        "catalog.json",
-        &serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap(),
-    );
+    let good_config = files.config("http://127.0.0.1:9", json!({}));
+    let catalog = files.catalog(&[("calls", "incremental")]);
     let cases = [
         (
             "config",
@@ -220,11 +236,8 @@ async fn a_read_killed_midway_and_resumed_from_its_last_state_loses_nothing() {
     let sandbox = start(sandbox_config(25_000)).await;
     sandbox.faults().set_latency(Duration::from_millis(2));
     let files = Files::new();
-    let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
-    let catalog = files.json(
-        "catalog.json",
-        &serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap(),
-    );
+    let config = files.config(&sandbox.base_url(), json!({}));
+    let catalog = files.catalog(&[("calls", "incremental")]);
     let expected = visible_call_ids(&sandbox, false);
 
     let mut seen: BTreeSet<String> = BTreeSet::new();
@@ -330,14 +343,6 @@ fn connection_status(ran: &common::process::Ran) -> (String, String) {
 }
 
 /// The text of every WARN log line of a run.
-fn warnings(ran: &common::process::Ran) -> Vec<String> {
-    ran.of_type("LOG")
-        .into_iter()
-        .filter(|m| m["log"]["level"] == "WARN")
-        .map(|m| m["log"]["message"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// Settings under which a sync would pass calls without reading them, with words their
 /// refusal must say.
 fn settings_that_would_read_nothing() -> [(Value, &'static [&'static str]); 3] {
@@ -418,11 +423,8 @@ async fn read_refuses_settings_that_would_read_nothing_with_a_config_error_befor
 async fn read_refuses_a_state_it_did_not_write_naming_the_accepted_shapes_before_any_request() {
     let sandbox = start(sandbox_config(10)).await;
     let files = Files::new();
-    let config = files.json("config.json", &config_json(&sandbox.base_url(), json!({})));
-    let catalog = files.json(
-        "catalog.json",
-        &serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap(),
-    );
+    let config = files.config(&sandbox.base_url(), json!({}));
+    let catalog = files.catalog(&[("calls", "incremental")]);
     let unusable = [
         json!({"cursor": "2024-01-01T00:00:00Z"}),
         json!({"calls": {"lastModifiedTime": "2024-01-01T00:00:00Z"}}),
@@ -462,17 +464,11 @@ async fn read_refuses_a_state_it_did_not_write_naming_the_accepted_shapes_before
 async fn an_undocumented_call_status_is_kept_with_a_warning_in_check_and_read() {
     let sandbox = start(sandbox_config(10)).await;
     let files = Files::new();
-    let config = files.json(
-        "config.json",
-        &config_json(
-            &sandbox.base_url(),
-            json!({"call_details_statuses": ["post_processing_done", "TRANSCRIBED"]}),
-        ),
+    let config = files.config(
+        &sandbox.base_url(),
+        json!({"call_details_statuses": ["post_processing_done", "TRANSCRIBED"]}),
     );
-    let catalog = files.json(
-        "catalog.json",
-        &serde_json::to_value(catalog(&[("users", "full_refresh")])).unwrap(),
-    );
+    let catalog = files.catalog(&[("users", "full_refresh")]);
     let check = run(args(&["check", "--config", &arg(&config)])).await;
     assert_eq!(connection_status(&check).0, "SUCCEEDED");
     let read = run(args(&[
@@ -485,7 +481,8 @@ async fn an_undocumented_call_status_is_kept_with_a_warning_in_check_and_read() 
     .await;
     assert_eq!(read.code, Some(0), "{:?}", read.errors());
     for ran in [&check, &read] {
-        let warnings: Vec<String> = warnings(ran)
+        let warnings: Vec<&str> = ran
+            .logs("WARN")
             .into_iter()
             .filter(|w| w.contains("call_details_statuses"))
             .collect();
@@ -500,5 +497,164 @@ async fn an_undocumented_call_status_is_kept_with_a_warning_in_check_and_read() 
             "a status in the wrong case is normalised, not warned about: {}",
             warnings[0]
         );
+    }
+}
+
+fn read_args(config: &std::path::Path, catalog: &std::path::Path) -> Vec<String> {
+    args(&["read", "--config", &arg(config), "--catalog", &arg(catalog)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_stop_the_read_once_with_every_stream_incomplete() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    let config = files.config(
+        &sandbox.base_url(),
+        json!({"api_secret": "wrong-password-123"}),
+    );
+    let streams = [
+        ("users", "full_refresh"),
+        ("calls", "incremental"),
+        ("scorecard", "incremental"),
+    ];
+    let catalog = files.catalog(&streams);
+    let ran = run(read_args(&config, &catalog)).await;
+    assert_eq!(ran.code, Some(1));
+    let errors = ran.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["failure_type"], "config_error");
+    assert!(
+        errors[0].get("stream_descriptor").is_none(),
+        "{}",
+        errors[0]
+    );
+    for (stream, _) in streams {
+        let statuses = ran.statuses(stream);
+        assert_eq!(
+            statuses.first().map(String::as_str),
+            Some("STARTED"),
+            "{stream}"
+        );
+        assert_eq!(
+            statuses.last().map(String::as_str),
+            Some("INCOMPLETE"),
+            "{stream}"
+        );
+    }
+    assert_eq!(
+        sandbox.requests().len(),
+        1,
+        "the API was asked again after refusing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_config_keys_and_an_ignored_cursor_field_are_warned_about() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    let config = files.config(
+        &sandbox.base_url(),
+        json!({"start_data": "2024-01-01T00:00:00Z", "page_sise": 10, "_comment": "ok"}),
+    );
+    let mut catalog = serde_json::to_value(catalog(&[("calls", "incremental")])).unwrap();
+    catalog["streams"][0]["cursor_field"] = json!(["call_time"]);
+    let catalog = files.json("catalog.json", &catalog);
+    let ran = run(read_args(&config, &catalog)).await;
+    assert_eq!(ran.code, Some(0), "still accepted");
+    let warnings = ran.logs("WARN").join("\n");
+    for needle in [
+        "start_data",
+        "page_sise",
+        "`call_time` is ignored",
+        "last_modified_time",
+    ] {
+        assert!(warnings.contains(needle), "{needle}: {warnings}");
+    }
+    assert!(!warnings.contains("_comment"), "{warnings}");
+}
+
+#[tokio::test]
+async fn an_unknown_stream_names_the_configured_catalog_and_suggests_refreshing_the_schema() {
+    let files = Files::new();
+    let config = files.config("http://127.0.0.1:9", json!({}));
+    let mut catalog = serde_json::to_value(catalog(&[("users", "full_refresh")])).unwrap();
+    catalog["streams"][0]["stream"]["name"] = json!("meetings");
+    let catalog = files.json("catalog.json", &catalog);
+    let ran = run(read_args(&config, &catalog)).await;
+    assert_eq!(ran.code, Some(1));
+    let message = ran.errors()[0]["message"].as_str().unwrap().to_owned();
+    for needle in [
+        "configured catalog",
+        "\"meetings\"",
+        "Refresh the source schema",
+    ] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_of_an_unreachable_api_are_warned_and_the_error_says_how_long_and_how_often() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let files = Files::new();
+    let config = files.config(&base_url, json!({}));
+    let catalog = files.catalog(&[("users", "full_refresh")]);
+    let ran = run(read_args(&config, &catalog)).await;
+    assert_eq!(ran.code, Some(1));
+    let warnings = ran.logs("WARN");
+    let first = warnings
+        .iter()
+        .find(|w| w.contains("GET /users"))
+        .unwrap_or_else(|| panic!("no WARN about the retries: {warnings:?}"));
+    assert!(
+        first.contains("attempt 1") && first.contains("retrying in"),
+        "{first}"
+    );
+    let message = ran.errors()[0]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("after 9 attempts over"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_debug_shows_a_line_per_request() {
+    let sandbox = start(sandbox_config(10)).await;
+    let files = Files::new();
+    let config = files.config(&sandbox.base_url(), json!({}));
+    let catalog = files.catalog(&[("users", "full_refresh")]);
+    let ran = run_with_env(read_args(&config, &catalog), &[("LOG_LEVEL", "debug")]).await;
+    assert_eq!(ran.code, Some(0));
+    let debug = ran.logs("DEBUG");
+    assert!(
+        debug
+            .iter()
+            .any(|line| line.contains("GET /users") && line.contains("HTTP 200")),
+        "{debug:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_configuration_problem_says_the_configuration_is_invalid_once_the_same_way() {
+    let files = Files::new();
+    let configs = [
+        files.text("unreadable.json", "{not json"),
+        files.json(
+            "bounds.json",
+            &json!({"api_key": KEY, "api_secret": PASSWORD, "page_size": 500}),
+        ),
+        files.json(
+            "empty.json",
+            &json!({"api_key": " ", "api_secret": PASSWORD}),
+        ),
+    ];
+    for config in configs {
+        let ran = run(args(&["discover", "--config", &arg(&config)])).await;
+        assert_eq!(ran.code, Some(1));
+        let error = ran.errors()[0].to_string();
+        let message = ran.errors()[0]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("The configuration is invalid: "),
+            "{message}"
+        );
+        assert_eq!(error.matches("invalid").count(), 1, "{error}");
     }
 }

@@ -35,10 +35,13 @@ pub struct SandboxArgs {
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Answer every successful request with a body that is not JSON (a cut HTML error page),
-    /// as the acceptance tests' `exception` connection case needs.
+    /// Answer every successful request with a body that is not JSON (a cut HTML error page).
     #[arg(long)]
     pub malformed_body: bool,
+    /// Answer every successful request with JSON of the wrong shape (no records), which
+    /// `check` cannot blame on the configuration: the acceptance tests' `exception` case.
+    #[arg(long)]
+    pub unexpected_json: bool,
 }
 
 impl SandboxArgs {
@@ -57,6 +60,7 @@ impl SandboxArgs {
             .faults()
             .set_latency(Duration::from_millis(self.latency_ms));
         sandbox.faults().set_malformed_body(self.malformed_body);
+        sandbox.faults().set_unexpected_json(self.unexpected_json);
         Ok(sandbox)
     }
 }

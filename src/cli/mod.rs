@@ -21,6 +21,7 @@ use crate::source;
 
 mod human;
 mod proxy;
+mod signal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -161,13 +162,18 @@ pub fn run(role: Role, command: Command, output: Arc<Output>) -> ExitCode {
         Err(e) => return report(&output, Error::Io(e)),
     };
     let code = runtime.block_on(async {
-        spawn_sigterm_handler(output.clone());
+        signal::spawn_sigterm_handler(output.clone());
         match execute(role, command, &output).await {
             Ok(code) => code,
             Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(error) => report(&output, error),
         }
     });
+    // A command cut short by SIGTERM (its writes failing once the handler closed the output)
+    // must not exit as if it had finished: end the way the handler does.
+    if signal::terminating() {
+        signal::stop(&output);
+    }
     let _ = output.flush();
     runtime.shutdown_background();
     code
@@ -214,7 +220,8 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             }
         }
         (Role::Source, Command::Write { .. }) => {
-            return Err(Error::config(
+            return Err(Error::input(
+                "command line",
                 "`write` is a destination command: run the binary as destination-clari-copilot or with --role destination",
             ));
         }
@@ -249,7 +256,8 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             destination::write(&config, &catalog, input, output.clone()).await?;
         }
         (Role::Destination, Command::Read { .. }) => {
-            return Err(Error::config(
+            return Err(Error::input(
+                "command line",
                 "`read` is a source command: run the binary as source-clari-copilot or with --role source",
             ));
         }
@@ -259,7 +267,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
 
 /// Reads a config file and registers its secrets with the output before anything can log them.
 fn load_config(path: &Path, output: &Output) -> Result<Value> {
-    let raw = config::read_json_file(path, "config")?;
+    let raw = config::read_json_file(path, "configuration")?;
     for key in config::SECRET_FIELDS {
         if let Some(secret) = raw.get(key).and_then(Value::as_str) {
             output.add_secrets([secret.to_owned()]);
@@ -310,7 +318,9 @@ fn connection_status(outcome: Result<()>, output: &Output) -> Result<ExitCode> {
             error @ (Error::Config(_)
             | Error::Auth { .. }
             | Error::Input { .. }
-            | Error::Transport { .. }),
+            | Error::Transport { .. }
+            | Error::Redirected { .. }
+            | Error::HtmlPage { .. }),
         ) => error,
         Err(error @ Error::Http { status, .. }) if (400..500).contains(&status) => error,
         Err(other) => return Err(other),
@@ -357,22 +367,6 @@ fn install_panic_hook(output: &Arc<Output>) {
             let _ = output.flush();
         }
     }));
-}
-
-/// SIGTERM (the platform cancelling or ending a sync) flushes what was written and exits 0:
-/// every state already emitted is complete, so there is nothing else to save.
-fn spawn_sigterm_handler(output: Arc<Output>) {
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate())
-            && term.recv().await.is_some()
-        {
-            tracing::info!("received SIGTERM: stopping");
-            let _ = output.flush();
-            std::process::exit(0);
-        }
-    });
 }
 
 #[cfg(test)]

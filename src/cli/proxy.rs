@@ -39,6 +39,12 @@ pub async fn proxy(args: ProxyArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        // What happened (which request, how many attempts, the transport error), not the
+        // advice for a sync.
+        Err(error @ (Error::Transport { .. } | Error::Redirected { .. })) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("error: {}", error.user_message());
             ExitCode::FAILURE
@@ -47,7 +53,7 @@ pub async fn proxy(args: ProxyArgs) -> ExitCode {
 }
 
 async fn send(args: &ProxyArgs) -> Result<(u16, String, Vec<String>)> {
-    let raw = config::read_json_file(&args.config, "config")?;
+    let raw = config::read_json_file(&args.config, "configuration")?;
     let api: ApiSettings = config::parse(&raw)?;
     api.validate()?;
     let method = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
@@ -68,9 +74,15 @@ async fn send(args: &ProxyArgs) -> Result<(u16, String, Vec<String>)> {
         shrinkable: false,
     };
     let client = Client::new(&api, api.sync_retry_policy())?;
+    // A sync turns a final 401/403, or a status still failing when the retries are spent, into
+    // an error that speaks of checkpoints; someone at a terminal wants the last answer itself.
     let response = match client.execute(request).await {
         Ok(response) => response,
-        Err(Error::Auth { status, body, .. }) => crate::client::Response {
+        Err(
+            Error::Auth { status, body, .. }
+            | Error::Http { status, body, .. }
+            | Error::RateLimited { status, body, .. },
+        ) => crate::client::Response {
             status,
             body: body.into_bytes().into(),
         },
@@ -84,10 +96,36 @@ async fn send(args: &ProxyArgs) -> Result<(u16, String, Vec<String>)> {
 }
 
 /// `/calls?limit=1&skip=2` → (`/calls`, [(limit, 1), (skip, 2)]), percent-decoded.
+///
+/// Only a path is accepted: the request always goes to `base_url` (with the credentials), so
+/// an absolute URL such as `http://elsewhere.example/calls` would silently be sent elsewhere
+/// than it says.
 fn split_path(target: &str) -> Result<(String, Vec<(String, String)>)> {
-    let url = reqwest::Url::parse("http://proxy.invalid")
-        .and_then(|base| base.join(target))
-        .map_err(|e| Error::config(format!("{target:?} is not a path: {e}")))?;
+    let not_a_path = |why: &str| {
+        Error::input(
+            "request target",
+            format!(
+                "{target:?} is not a path ({why}): give a path such as /calls or '/calls?limit=1'; \
+                 the request always goes to the config's `base_url`"
+            ),
+        )
+    };
+    let base =
+        reqwest::Url::parse("http://proxy.invalid").map_err(|e| not_a_path(&e.to_string()))?;
+    let url = base.join(target).map_err(|e| not_a_path(&e.to_string()))?;
+    // `//host/x` and `/\host/x` are relative references too, to another host.
+    let why = if reqwest::Url::parse(target).is_ok() {
+        Some("it is an absolute URL")
+    } else if url.origin() != base.origin() {
+        Some("it names a host")
+    } else if !target.starts_with('/') {
+        Some("it does not start with /")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(not_a_path(why));
+    }
     let query = url
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -135,6 +173,21 @@ mod tests {
             ]
         );
         assert_eq!(split_path("/users").unwrap(), ("/users".to_owned(), vec![]));
+    }
+
+    #[test]
+    fn an_absolute_or_scheme_relative_url_is_refused_asking_for_a_path() {
+        for target in [
+            "http://elsewhere.example/calls",
+            "https://rest-api.copilot.clari.com/calls",
+            "//elsewhere.example/calls",
+            "/\\elsewhere.example/calls",
+            "calls",
+        ] {
+            let message = split_path(target).unwrap_err().user_message();
+            assert!(message.contains("/calls"), "{target}: {message}");
+            assert!(message.contains("not a path"), "{target}: {message}");
+        }
     }
 
     #[test]

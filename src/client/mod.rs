@@ -9,7 +9,7 @@ pub mod retry;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{CONTENT_TYPE, DATE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -80,13 +80,15 @@ impl Response {
         snippet(&self.body)
     }
 
-    /// This answer as the error of `method path`, reached after `attempts` attempts.
+    /// This answer as the error of `method path`, reached after `attempts` attempts (the
+    /// retry loop adds how long they took, [`Error::after`]).
     pub fn error(&self, method: &Method, path: &str, attempts: u32) -> Error {
         Error::Http {
             method: method.to_string(),
             path: path.to_owned(),
             status: self.status,
             attempts,
+            elapsed: Duration::ZERO,
             body: self.body_snippet(),
         }
     }
@@ -123,17 +125,21 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        let base_url = settings.base_url.trim_end_matches('/').to_owned();
+        let home = reqwest::Url::parse(&base_url)
+            .map_err(|e| Error::config(format!("`base_url` is not a URL: {e}")))?;
         let http = reqwest::Client::builder()
             .default_headers(headers)
+            .redirect(same_origin_redirects(home))
             .user_agent(concat!("airbyte-clari-copilot/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(10))
             .timeout(policy.request_timeout)
             .build()
             .map_err(|e| Error::config(format!("cannot build the HTTP client: {e}")))?;
         let limiter = RateLimiter::direct(pacing(settings.requests_per_second));
         Ok(Arc::new(Self {
             http,
-            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            base_url,
             limiter,
             turn: tokio::sync::Mutex::new(()),
             policy,
@@ -209,20 +215,33 @@ impl Client {
 
     /// Sends a request, retrying what the classification table says is worth retrying.
     /// Returns every final answer (2xx and the 4xx a caller interprets); 401/403 and exhausted
-    /// retries are errors.
+    /// retries are errors, which say how many attempts were made over how long.
     pub async fn execute(&self, request: Request) -> Result<Response> {
         let mut delays = self.policy.schedule();
         let mut rate_limited_delays = self.policy.rate_limited_schedule();
         // Clari documents no signal for an exhausted weekly quota: 429s that persist past the
         // patience budget are treated as one, instead of sleeping for days.
         let mut rate_limited_since: Option<Instant> = None;
+        let started = Instant::now();
+        let mut warned: Option<Duration> = None;
         let mut attempts = 0u32;
         loop {
             attempts += 1;
             self.wait_for_turn().await;
             self.sent.fetch_add(1, Ordering::Relaxed);
+            let sent_at = Instant::now();
             let outcome = self.attempt(&request).await;
-            let (retry_after, failure) = match outcome {
+            tracing::debug!(
+                "{} {} (attempt {attempts}): {} in {} ms",
+                request.method,
+                request.path,
+                match &outcome {
+                    Ok((response, _)) => format!("HTTP {}", response.status),
+                    Err((_, detail)) => detail.clone(),
+                },
+                sent_at.elapsed().as_millis()
+            );
+            let (retry_after, failure, reason) = match outcome {
                 Ok((response, retry_after)) => match classify_status(response.status) {
                     Action::Done => return Ok(response),
                     Action::Unauthorized => {
@@ -250,42 +269,51 @@ impl Client {
                                 method: request.method.to_string(),
                                 path: request.path.clone(),
                                 attempts,
+                                elapsed: started.elapsed(),
+                                status: response.status,
+                                body: response.body_snippet(),
                             });
                         }
-                        self.pause(&request, wait, "HTTP 429").await;
+                        let retry = Retry::new(&request, attempts, started, wait);
+                        self.pause(retry, "HTTP 429", &mut warned).await;
                         continue;
                     }
                     Action::Retry | Action::BadGateway if request.idempotent => (
                         retry_after,
                         response.error(&request.method, &request.path, attempts),
+                        format!("HTTP {}", response.status),
                     ),
                     Action::Retry | Action::BadGateway => {
                         return Err(response.error(&request.method, &request.path, attempts));
                     }
                 },
+                Err((TransportFailure::Refused, detail)) => {
+                    return Err(Error::Redirected {
+                        method: request.method.to_string(),
+                        path: request.path.clone(),
+                        detail,
+                    });
+                }
                 Err((failure, detail)) => {
                     let error = Error::Transport {
                         method: request.method.to_string(),
                         path: request.path.clone(),
                         attempts,
-                        detail,
+                        elapsed: started.elapsed(),
+                        detail: detail.clone(),
                     };
                     if failure == TransportFailure::Unknown && !request.idempotent {
                         return Err(error);
                     }
-                    (None, error)
+                    (None, error, detail)
                 }
             };
             rate_limited_since = None;
             let Some(backoff) = delays.next() else {
-                return Err(failure);
+                return Err(failure.after(started.elapsed()));
             };
-            self.pause(
-                &request,
-                retry_after.unwrap_or(backoff),
-                &failure.to_string(),
-            )
-            .await;
+            let retry = Retry::new(&request, attempts, started, retry_after.unwrap_or(backoff));
+            self.pause(retry, &reason, &mut warned).await;
         }
     }
 
@@ -300,21 +328,37 @@ impl Client {
         self.limiter.until_ready().await;
     }
 
-    async fn pause(&self, request: &Request, delay: std::time::Duration, reason: &str) {
-        tracing::debug!(
-            "retrying {} {} in {delay:?}: {reason}",
+    /// Waits before the next attempt, saying so at WARN when the retries start and then every
+    /// [`RETRY_WARN_INTERVAL`] they go on (at DEBUG otherwise): without it a closed port is
+    /// minutes of silence followed by an error.
+    async fn pause(&self, retry: Retry<'_>, reason: &str, warned: &mut Option<Duration>) {
+        let Retry {
+            request,
+            attempts,
+            elapsed,
+            wait,
+        } = retry;
+        let line = format!(
+            "{} {}: {reason} on attempt {attempts}, {} after the first; retrying in {}",
             request.method,
-            request.path
+            request.path,
+            crate::error::span(elapsed),
+            crate::error::span(wait)
         );
-        tokio::time::sleep(delay).await;
+        if warning_due(*warned, elapsed) {
+            *warned = Some(elapsed);
+            tracing::warn!("{line}");
+        } else {
+            tracing::debug!("{line}");
+        }
+        tokio::time::sleep(wait).await;
     }
 
     /// One attempt: the status, the whole body, and a `Retry-After` if the server sent one.
     async fn attempt(
         &self,
         request: &Request,
-    ) -> std::result::Result<(Response, Option<std::time::Duration>), (TransportFailure, String)>
-    {
+    ) -> std::result::Result<(Response, Option<Duration>), (TransportFailure, String)> {
         let url = format!("{}{}", self.base_url, request.path);
         let mut builder = self
             .http
@@ -325,10 +369,10 @@ impl Client {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone());
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| (classify_transport(&e), describe(&e)))?;
+        let response = builder.send().await.map_err(|e| match left_origin(&e) {
+            Some(refused) => (TransportFailure::Refused, refused.to_string()),
+            None => (classify_transport(&e), describe(&e)),
+        })?;
         let status = response.status();
         self.note_server_clock(response.headers());
         let retry_after = retry_after(response.headers(), status);
@@ -346,18 +390,100 @@ impl Client {
     }
 }
 
+/// How often a request that keeps being retried is reported at WARN.
+const RETRY_WARN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A retry about to wait: what is retried, the attempts so far and since when.
+struct Retry<'a> {
+    request: &'a Request,
+    attempts: u32,
+    /// Time since the first attempt.
+    elapsed: Duration,
+    wait: Duration,
+}
+
+impl<'a> Retry<'a> {
+    fn new(request: &'a Request, attempts: u32, started: Instant, wait: Duration) -> Self {
+        Self {
+            request,
+            attempts,
+            elapsed: started.elapsed(),
+            wait,
+        }
+    }
+}
+
+/// Whether a retry `elapsed` after a request's first attempt is reported at WARN: the first
+/// retry is, and then one at least every [`RETRY_WARN_INTERVAL`] after the last reported.
+fn warning_due(last_warned: Option<Duration>, elapsed: Duration) -> bool {
+    last_warned.is_none_or(|last| elapsed.saturating_sub(last) >= RETRY_WARN_INTERVAL)
+}
+
+/// Follows a redirect only within `home`'s origin (scheme, host and port).
+///
+/// Every request carries `X-Api-Key` and `X-Api-Password`, and reqwest strips only its own
+/// list of sensitive headers when a redirect changes host: following a redirect elsewhere
+/// would hand the credentials to whoever `base_url` points at. Refusing it (rather than
+/// following without the headers) also tells the user that `base_url` is not the API.
+fn same_origin_redirects(home: reqwest::Url) -> reqwest::redirect::Policy {
+    const MAX_REDIRECTS: usize = 10;
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.url().origin() != home.origin() {
+            let refused = LeftOrigin(attempt.url().clone());
+            attempt.error(refused)
+        } else if attempt.previous().len() >= MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// A redirect away from `base_url`'s origin, refused so the credentials stay home.
+#[derive(Debug)]
+struct LeftOrigin(reqwest::Url);
+
+impl std::fmt::Display for LeftOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The target as a person needs it: no query, and no user information it might carry.
+        let mut target = self.0.clone();
+        target.set_query(None);
+        let _ = target.set_username("");
+        let _ = target.set_password(None);
+        write!(
+            f,
+            "the API answered with a redirect to {target}, outside `base_url`'s origin; \
+             the connector does not follow it, so the credentials are not sent there"
+        )
+    }
+}
+
+impl std::error::Error for LeftOrigin {}
+
+/// The refused redirect behind a reqwest error, if that is what stopped the request.
+fn left_origin(error: &reqwest::Error) -> Option<&LeftOrigin> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<LeftOrigin>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
+}
+
 /// Requests are spaced evenly (a burst of one) and 5% under the configured rate: a server
 /// counting arrivals in a rolling second must never see more than the limit, even when network
 /// jitter brings two requests closer together than they left.
 fn pacing(requests_per_second: u32) -> Quota {
     let rate = f64::from(requests_per_second.max(1)) * PACING_MARGIN;
-    let period = std::time::Duration::from_secs_f64(1.0 / rate);
+    let period = Duration::from_secs_f64(1.0 / rate);
     Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::MIN)
 }
 
-fn retry_after(headers: &HeaderMap, status: StatusCode) -> Option<std::time::Duration> {
+fn retry_after(headers: &HeaderMap, status: StatusCode) -> Option<Duration> {
     if status.is_success() {
         return None;
     }
@@ -368,7 +494,7 @@ fn retry_after(headers: &HeaderMap, status: StatusCode) -> Option<std::time::Dur
         .trim()
         .parse()
         .ok()?;
-    Some(std::time::Duration::from_secs(seconds.min(600)))
+    Some(Duration::from_secs(seconds.min(600)))
 }
 
 /// A transport error without its URL (which carries no secret, but is noise in a user message).
@@ -398,5 +524,20 @@ fn snippet(body: &[u8]) -> String {
     match text.char_indices().nth(ERROR_BODY_LIMIT) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_are_reported_at_warn_first_and_then_every_half_minute() {
+        let at = |seconds| Duration::from_secs(seconds);
+        assert!(warning_due(None, at(0)));
+        assert!(!warning_due(Some(at(0)), at(29)));
+        assert!(warning_due(Some(at(0)), at(30)));
+        assert!(!warning_due(Some(at(31)), at(60)));
+        assert!(warning_due(Some(at(31)), at(95)));
     }
 }

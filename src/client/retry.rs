@@ -40,6 +40,9 @@ pub enum TransportFailure {
     NotSent,
     /// The request may have been processed (timeout, reset mid-way). Retry only idempotent requests.
     Unknown,
+    /// The connector refused to follow a redirect away from `base_url`: retrying gets the same
+    /// redirect, so it is final.
+    Refused,
 }
 
 pub fn classify_transport(error: &reqwest::Error) -> TransportFailure {

@@ -581,6 +581,7 @@ mod tests {
             path: "/create-account".into(),
             status,
             attempts: 1,
+            elapsed: std::time::Duration::ZERO,
             body: String::new(),
         };
         assert!(answer_was_lost(&http(500)));

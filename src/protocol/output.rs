@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::Message;
+use super::{Message, StreamStatus};
 
 const BUFFER_CAPACITY: usize = 256 * 1024;
 /// What a secret is replaced with wherever it would be printed.
@@ -30,6 +30,8 @@ struct Inner {
     line: Vec<u8>,
     secrets: Vec<String>,
     closed: bool,
+    /// Streams with a STARTED status and no final one yet, in the order they started.
+    running: Vec<String>,
 }
 
 impl Output {
@@ -45,6 +47,7 @@ impl Output {
                 line: Vec::with_capacity(4096),
                 secrets: Vec::new(),
                 closed: false,
+                running: Vec::new(),
             }),
         })
     }
@@ -63,7 +66,39 @@ impl Output {
     /// Writes one protocol message as one line. Everything but RECORD and LOG is flushed at once.
     pub fn emit(&self, message: &Message) -> io::Result<()> {
         let flush = !matches!(message, Message::Log { .. });
-        self.write_line(message, true, flush)
+        let mut inner = self.lock();
+        inner.write_line(message, true, flush)?;
+        if let Message::Trace { trace } = message
+            && let Some(status) = &trace.stream_status
+        {
+            let stream = &status.stream_descriptor.name;
+            inner.running.retain(|running| running != stream);
+            if status.status != StreamStatus::Complete && status.status != StreamStatus::Incomplete
+            {
+                inner.running.push(stream.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the output of a process being stopped (SIGTERM): every stream still running gets
+    /// an INCOMPLETE status, everything is flushed, and later writes fail as if stdout had
+    /// closed, so no record can follow the INCOMPLETE of its stream.
+    pub fn interrupt(&self) -> io::Result<()> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Ok(());
+        }
+        for stream in std::mem::take(&mut inner.running) {
+            inner.write_line(
+                &Message::stream_status(&stream, StreamStatus::Incomplete),
+                true,
+                false,
+            )?;
+        }
+        let result = inner.sink.flush();
+        inner.closed = true;
+        result
     }
 
     /// Writes a RECORD whose `data` is the API's raw JSON object, byte for byte.
@@ -79,7 +114,7 @@ impl Output {
         struct Envelope<'a> {
             record: Record<'a>,
         }
-        self.write_line(
+        self.lock().write_line(
             &Envelope {
                 record: Record {
                     stream,
@@ -100,7 +135,7 @@ impl Output {
         struct Envelope<'a, T: ?Sized> {
             state: &'a T,
         }
-        self.write_line(&Envelope { state }, true, true)
+        self.lock().write_line(&Envelope { state }, true, true)
     }
 
     pub fn flush(&self) -> io::Result<()> {
@@ -109,30 +144,6 @@ impl Output {
             return Ok(());
         }
         let result = inner.sink.flush();
-        inner.note(result)
-    }
-
-    fn write_line<T: Serialize>(&self, value: &T, scrub: bool, flush: bool) -> io::Result<()> {
-        let mut inner = self.lock();
-        if inner.closed {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        let Inner {
-            sink,
-            line,
-            secrets,
-            ..
-        } = &mut *inner;
-        line.clear();
-        serde_json::to_writer(&mut *line, value).map_err(io::Error::other)?;
-        if scrub && !secrets.is_empty() {
-            scrub_secrets(line, secrets);
-        }
-        line.push(b'\n');
-        let mut result = sink.write_all(line);
-        if flush && result.is_ok() {
-            result = sink.flush();
-        }
         inner.note(result)
     }
 
@@ -146,6 +157,30 @@ impl Output {
 }
 
 impl Inner {
+    /// Writes one line under the lock the caller holds.
+    fn write_line<T: Serialize>(&mut self, value: &T, scrub: bool, flush: bool) -> io::Result<()> {
+        if self.closed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let Inner {
+            sink,
+            line,
+            secrets,
+            ..
+        } = self;
+        line.clear();
+        serde_json::to_writer(&mut *line, value).map_err(io::Error::other)?;
+        if scrub && !secrets.is_empty() {
+            scrub_secrets(line, secrets);
+        }
+        line.push(b'\n');
+        let mut result = sink.write_all(line);
+        if flush && result.is_ok() {
+            result = sink.flush();
+        }
+        self.note(result)
+    }
+
     /// Remembers a closed stdout (the reader went away) so later writes fail fast and quietly.
     fn note(&mut self, result: io::Result<()>) -> io::Result<()> {
         if let Err(error) = &result
@@ -262,6 +297,37 @@ mod tests {
         })
         .unwrap();
         assert_eq!(*flushes.lock().unwrap(), 1);
+    }
+
+    #[test]
+    fn an_interrupt_marks_only_the_running_streams_incomplete_and_ends_the_output() {
+        let sink = MemorySink::default();
+        let out = Output::new(Box::new(sink.clone()));
+        for (stream, status) in [
+            ("users", StreamStatus::Started),
+            ("users", StreamStatus::Complete),
+            ("calls", StreamStatus::Started),
+            ("calls", StreamStatus::Running),
+        ] {
+            out.emit(&Message::stream_status(stream, status)).unwrap();
+        }
+        out.interrupt().unwrap();
+        let raw = RawValue::from_string("{}".into()).unwrap();
+        assert!(
+            out.record("calls", &raw, 1).is_err(),
+            "nothing after the interrupt"
+        );
+        let lines: Vec<serde_json::Value> = sink
+            .contents()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 5);
+        let last = &lines[4]["trace"]["stream_status"];
+        assert_eq!(
+            (&last["stream_descriptor"]["name"], &last["status"]),
+            (&json!("calls"), &json!("INCOMPLETE"))
+        );
     }
 
     #[test]

@@ -145,6 +145,7 @@ pub struct Faults {
     rate_limit: Mutex<RateLimit>,
     rate_limited: AtomicUsize,
     malformed_body: AtomicBool,
+    unexpected_json: AtomicBool,
     truncate_body: AtomicBool,
     reset_every: AtomicUsize,
     successes: AtomicUsize,
@@ -206,6 +207,11 @@ impl Faults {
     /// 200 responses carry a body that is not JSON (a truncated HTML error page).
     pub fn set_malformed_body(&self, on: bool) {
         self.malformed_body.store(on, Ordering::SeqCst);
+    }
+
+    /// 200 responses carry JSON of the wrong shape: an object without the expected members.
+    pub fn set_unexpected_json(&self, on: bool) {
+        self.unexpected_json.store(on, Ordering::SeqCst);
     }
 
     /// 200 responses carry their JSON cut in the middle.
@@ -383,6 +389,10 @@ impl Faults {
 
     pub(crate) fn malformed_body(&self) -> bool {
         self.malformed_body.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn unexpected_json(&self) -> bool {
+        self.unexpected_json.load(Ordering::SeqCst)
     }
 
     pub(crate) fn truncate_body(&self) -> bool {

@@ -225,6 +225,8 @@ impl Shared {
             }
             if self.faults.malformed_body() {
                 bytes = Bytes::from_static(b"<html><body><h1>502 Bad Gat");
+            } else if self.faults.unexpected_json() {
+                bytes = Bytes::from_static(br#"{"status":"ok","result":[]}"#);
             } else if self.faults.truncate_body() {
                 bytes.truncate(bytes.len() / 2);
             }

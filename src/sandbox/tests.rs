@@ -463,6 +463,15 @@ async fn malformed_and_truncated_bodies_are_not_json() {
 }
 
 #[tokio::test]
+async fn unexpected_json_answers_an_object_without_the_records() {
+    let sandbox = start_default().await;
+    sandbox.faults().set_unexpected_json(true);
+    let (status, body) = get(&sandbox, "/users", &[]).await;
+    assert_eq!(status, 200);
+    assert!(body.is_object() && body.get("users").is_none(), "{body}");
+}
+
+#[tokio::test]
 async fn reset_connection_drops_every_kth_success_mid_body() {
     let sandbox = start_default().await;
     sandbox.faults().set_reset_connection_every(2);

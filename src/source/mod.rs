@@ -16,7 +16,8 @@ use crate::client::{Client, RetryPolicy};
 use crate::config::{self, SourceConfig};
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Catalog, ConfiguredCatalog, Message, Output, Spec, Stream, StreamStatus, SyncMode, now_millis,
+    Catalog, ConfiguredCatalog, ConfiguredStream, Message, Output, Spec, Stream, StreamStatus,
+    SyncMode, now_millis,
 };
 use emitter::StreamEmitter;
 use page_size::PageSize;
@@ -73,7 +74,8 @@ pub struct ReadSummary {
 }
 
 /// Reads every configured stream in catalog order. A failing stream ends INCOMPLETE with its
-/// own TRACE ERROR and the others still run. Only a closed stdout stops the whole read.
+/// own TRACE ERROR and the others still run. Refused credentials stop the whole read with one
+/// TRACE ERROR (every stream left ends INCOMPLETE), and so does a closed stdout.
 pub async fn read(
     config: &SourceConfig,
     catalog: &ConfiguredCatalog,
@@ -98,7 +100,8 @@ pub async fn read(
         output,
     };
     let mut summary = ReadSummary::default();
-    for configured in &catalog.streams {
+    let mut configured_streams = catalog.streams.iter();
+    while let Some(configured) = configured_streams.next() {
         let name = configured.stream.name.as_str();
         let before = client.requests_sent();
         let started = std::time::Instant::now();
@@ -106,14 +109,19 @@ pub async fn read(
         output.emit(&Message::stream_status(name, StreamStatus::Running))?;
         let result = match streams::find(name) {
             Some(def) => {
+                warn_about_ignored_cursor(def, configured);
                 reader
                     .read_stream(def, def.effective_mode(configured.sync_mode))
                     .await
             }
-            None => Err(Error::config(format!(
-                "the catalog names a stream {name:?} that this source does not have (it has: {})",
-                catalog::SOURCE_STREAMS.join(", ")
-            ))),
+            None => Err(Error::input(
+                "configured catalog",
+                format!(
+                    "it names a stream {name:?} that this source does not have (it has: {}). \
+                     Refresh the source schema of the connection so its catalog lists this source's streams",
+                    catalog::SOURCE_STREAMS.join(", ")
+                ),
+            )),
         };
         match result {
             Ok(records) => {
@@ -126,6 +134,20 @@ pub async fn read(
                 output.emit(&Message::stream_status(name, StreamStatus::Complete))?;
             }
             Err(Error::Io(e)) => return Err(Error::Io(e)),
+            // Credentials refused for one stream are refused for all: the sync stops once, with
+            // one error for the whole sync, instead of asking the API again for every stream.
+            Err(error) if error.is_auth() => {
+                tracing::error!("{name}: stopped, the credentials were refused: {error}");
+                output.emit(&Message::stream_status(name, StreamStatus::Incomplete))?;
+                summary.failed_streams.push(name.to_owned());
+                for skipped in configured_streams.by_ref() {
+                    let skipped = skipped.stream.name.as_str();
+                    output.emit(&Message::stream_status(skipped, StreamStatus::Started))?;
+                    output.emit(&Message::stream_status(skipped, StreamStatus::Incomplete))?;
+                    summary.failed_streams.push(skipped.to_owned());
+                }
+                output.emit(&Message::error(error.trace(None)))?;
+            }
             Err(error) => {
                 tracing::error!(
                     "{name}: stopped after {} requests: {error}",
@@ -385,6 +407,29 @@ impl Reader<'_> {
             )));
         }
         Ok(())
+    }
+}
+
+/// Warns when the configured catalog chooses a cursor field the source does not use. Every
+/// cursor is source-defined (the API filters on `last_modified_time` only), so a chosen one is
+/// ignored; without the warning the user would believe it applies.
+fn warn_about_ignored_cursor(def: &StreamDef, configured: &ConfiguredStream) {
+    let Some(chosen) = configured.cursor_field.as_ref().filter(|c| !c.is_empty()) else {
+        return;
+    };
+    let chosen = chosen.join(".");
+    match def.cursor {
+        Some(cursor) if chosen == cursor => {}
+        Some(cursor) => tracing::warn!(
+            "{}: the configured cursor field `{chosen}` is ignored: this stream's cursor is always \
+             `{cursor}`",
+            def.name
+        ),
+        None => tracing::warn!(
+            "{}: the configured cursor field `{chosen}` is ignored: this stream has no cursor and is \
+             read in full on every sync",
+            def.name
+        ),
     }
 }
 

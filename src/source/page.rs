@@ -70,9 +70,18 @@ pub fn parse_object<'a>(body: &'a [u8], key: &str, path: &str) -> Result<&'a Raw
     }
 }
 
-/// The members of a response body, each left unparsed.
+/// The members of a response body, each left unparsed. An HTML page in place of JSON is told
+/// apart: `base_url` then most likely names a website rather than the API.
 fn top_level<'a>(body: &'a [u8], path: &str) -> Result<HashMap<Cow<'a, str>, &'a RawValue>> {
-    serde_json::from_slice(body).map_err(|e| invalid(path, format!("not a JSON object ({e})")))
+    serde_json::from_slice(body).map_err(|e| {
+        if body.trim_ascii_start().starts_with(b"<") {
+            Error::HtmlPage {
+                path: path.to_owned(),
+            }
+        } else {
+            invalid(path, format!("not a JSON object ({e})"))
+        }
+    })
 }
 
 fn invalid(path: &str, detail: String) -> Error {
@@ -245,13 +254,16 @@ mod tests {
 
     #[test]
     fn malformed_bodies_name_the_path_and_the_problem() {
-        let err = parse(b"<html>oops", &["calls"], "/calls")
+        let err = parse(b"{\"calls\": [", &["calls"], "/calls")
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("/calls") && err.contains("not a JSON object"),
             "{err}"
         );
+        let err = parse(b"  <html>oops", &["calls"], "/calls").unwrap_err();
+        assert!(matches!(err, Error::HtmlPage { .. }), "{err}");
+        assert!(err.to_string().contains("/calls"), "{err}");
         let err = parse(br#"{"other":[]}"#, &["calls"], "/calls")
             .unwrap_err()
             .to_string();

@@ -504,8 +504,10 @@ impl WindowedReader<'_> {
             && let Some(matched) = first.iter().find_map(|(_, p)| p.and_then(|p| p.matched))
         {
             // The first window's count is the stream's size, also (above all) when it is too
-            // large to page.
-            emitter.estimate(matched)?;
+            // large to page. Details are fetched at most up to the budget, so a capped sync
+            // says what it will fetch, not what there is.
+            let budget = self.expander.as_ref().and_then(|expander| expander.budget);
+            emitter.estimate(budget.map_or(matched, |budget| matched.min(budget)))?;
         }
         // A look-ahead that queued this window's pages planned them: keep to that plan, whose
         // requests are on their way (the page size may have moved since).

@@ -25,8 +25,9 @@ pub const DESTINATION_DIR: &str =
 
 /// Port of the normal sandbox in the committed configs (`sandbox --port 8089 --calls 25000`).
 pub const MAIN_PORT: u16 = 8089;
-/// Port of the malformed-body sandbox (`sandbox --port 8090 --calls 10 --malformed-body`).
-pub const MALFORMED_PORT: u16 = 8090;
+/// Port of the sandbox answering JSON of the wrong shape
+/// (`sandbox --port 8090 --calls 10 --unexpected-json`).
+pub const UNEXPECTED_JSON_PORT: u16 = 8090;
 /// Calls in the normal sandbox: 22,500 visible ones, more than the skip cap lets one window
 /// hold, so an incremental read checkpoints at least three windows with records.
 pub const MAIN_CALLS: usize = 25_000;
@@ -52,24 +53,24 @@ static ENV: LazyLock<Env> = LazyLock::new(|| {
         .enable_all()
         .build()
         .expect("a tokio runtime for the sandboxes");
-    let (main, malformed) = runtime.block_on(async {
+    let (main, unexpected) = runtime.block_on(async {
         let main = Sandbox::start(SandboxConfig::with_calls(MAIN_CALLS))
             .await
             .expect("the main sandbox starts");
-        let malformed = Sandbox::start(SandboxConfig::with_calls(10))
+        let unexpected = Sandbox::start(SandboxConfig::with_calls(10))
             .await
-            .expect("the malformed-body sandbox starts");
-        malformed.faults().set_malformed_body(true);
-        (main, malformed)
+            .expect("the unexpected-JSON sandbox starts");
+        unexpected.faults().set_unexpected_json(true);
+        (main, unexpected)
     });
     let urls = BTreeMap::from([
         (MAIN_PORT, main.base_url()),
-        (MALFORMED_PORT, malformed.base_url()),
+        (UNEXPECTED_JSON_PORT, unexpected.base_url()),
     ]);
     Env {
         runtime,
         urls,
-        _sandboxes: vec![main, malformed],
+        _sandboxes: vec![main, unexpected],
     }
 });
 

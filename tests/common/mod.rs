@@ -150,16 +150,7 @@ impl Run {
     }
 
     pub fn statuses(&self, stream: &str) -> Vec<String> {
-        self.of_type("TRACE")
-            .filter(|m| m["trace"]["type"] == "STREAM_STATUS")
-            .filter(|m| m["trace"]["stream_status"]["stream_descriptor"]["name"] == stream)
-            .map(|m| {
-                m["trace"]["stream_status"]["status"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect()
+        stream_statuses(&self.messages, stream)
     }
 
     pub fn errors(&self) -> Vec<&Value> {
@@ -168,6 +159,21 @@ impl Run {
             .map(|m| &m["trace"]["error"])
             .collect()
     }
+}
+
+/// The stream statuses of `stream` among `messages`, in order.
+pub fn stream_statuses(messages: &[Value], stream: &str) -> Vec<String> {
+    messages
+        .iter()
+        .filter(|m| m["type"] == "TRACE" && m["trace"]["type"] == "STREAM_STATUS")
+        .filter(|m| m["trace"]["stream_status"]["stream_descriptor"]["name"] == stream)
+        .map(|m| {
+            m["trace"]["stream_status"]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
 }
 
 /// Ids `/calls` serves for a config: every call but the private ones (unless included).

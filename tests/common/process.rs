@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use super::{KEY, PASSWORD, parse_lines};
+use super::{KEY, PASSWORD, catalog, parse_lines, stream_statuses};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_source-clari-copilot");
 
@@ -24,6 +24,18 @@ impl Files {
 
     pub fn json(&self, name: &str, value: &Value) -> PathBuf {
         self.text(name, &value.to_string())
+    }
+
+    /// `config.json`: a source config for `base_url` with `overrides` merged in.
+    pub fn config(&self, base_url: &str, overrides: Value) -> PathBuf {
+        self.json("config.json", &super::config_json(base_url, overrides))
+    }
+
+    /// `catalog.json`: the configured catalog of `streams` (name, sync mode), as `discover`
+    /// describes them.
+    pub fn catalog(&self, streams: &[(&str, &str)]) -> PathBuf {
+        let catalog = serde_json::to_value(catalog(streams)).expect("a catalog is JSON");
+        self.json("catalog.json", &catalog)
     }
 
     pub fn text(&self, name: &str, text: &str) -> PathBuf {
@@ -60,14 +72,36 @@ impl Ran {
             .map(|m| &m["trace"]["error"])
             .collect()
     }
+
+    pub fn statuses(&self, stream: &str) -> Vec<String> {
+        stream_statuses(&self.messages, stream)
+    }
+
+    /// The messages of the LOG lines at `level`.
+    pub fn logs(&self, level: &str) -> Vec<&str> {
+        self.of_type("LOG")
+            .into_iter()
+            .filter(|m| m["log"]["level"] == level)
+            .filter_map(|m| m["log"]["message"].as_str())
+            .collect()
+    }
 }
 
 /// Runs the binary to completion off the async runtime, checking every output line is
 /// protocol JSON and that no credential leaked to stdout or stderr.
 pub async fn run(args: Vec<String>) -> Ran {
+    run_with_env(args, &[]).await
+}
+
+/// [`run`] with extra environment variables.
+pub async fn run_with_env(args: Vec<String>, env: &[(&str, &str)]) -> Ran {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        finish(command(&args).output().expect("the binary runs"))
+        finish(command(&args).envs(env).output().expect("the binary runs"))
     })
     .await
     .expect("the runner thread")
