@@ -14,8 +14,8 @@ use crate::config::{self, SourceConfig};
 use crate::error::Result;
 use crate::protocol::output::{MASK, MemorySink};
 use crate::protocol::{ConfiguredCatalog, Output};
-use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::source::{self, InputState};
+use clari_copilot_sandbox::{Sandbox, SandboxConfig};
 
 /// Options of the sandbox (the `sandbox` command, and the tenant the demo reads).
 #[derive(Debug, Clone, Args)]

@@ -12,7 +12,7 @@ use std::process::{Output, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use clari_copilot::sandbox::{Sandbox, SandboxConfig};
+use clari_copilot_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 use crate::common::process::{self, Ran};
