@@ -26,6 +26,7 @@ mod data;
 #[cfg(test)]
 mod fault_tests;
 mod faults;
+mod options;
 mod query;
 mod read;
 mod reply;
@@ -57,6 +58,7 @@ use reply::{ApiError, Listing};
 use store::{CrmKind, Writes};
 
 pub use faults::{Churn, ChurnScope, Faults, Mutation};
+pub use options::SandboxOptions;
 pub use store::{Counts, WriteStore};
 
 /// What the sandbox serves and how.
