@@ -30,29 +30,21 @@ struct Cli {
     tenant: SandboxOptions,
 }
 
-fn main() -> ExitCode {
+// Two workers, as for the connector's commands: plenty for a rate-limited client and its fake.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
     let mut options = Cli::parse().tenant;
     options.port = 0;
     // Plain warnings on stderr, as for the connector's commands for people.
     log_layer::install(LogSink::Stderr);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    let sandbox = match options.start().await {
+        Ok(sandbox) => sandbox,
+        Err(e) => return fail(&format!("cannot start the sandbox: {e}")),
     };
-    runtime.block_on(async {
-        let sandbox = match options.start().await {
-            Ok(sandbox) => sandbox,
-            Err(e) => return fail(&format!("cannot start the sandbox: {e}")),
-        };
-        match run_demo(&sandbox, &options.config()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e.user_message()),
-        }
-    })
+    match run_demo(&sandbox, &options.config()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.user_message()),
+    }
 }
 
 async fn run_demo(sandbox: &Sandbox, tenant: &SandboxConfig) -> Result<()> {

@@ -19,8 +19,10 @@ struct Cli {
     options: SandboxOptions,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+// Two workers are plenty for a local fake serving one connector.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let options = Cli::parse().options;
     // Warnings only by default (a failing TCP option, a server that stopped on an error);
     // `LOG_LEVEL=debug` or any filter directive shows more, as for the connector.
     let filter = EnvFilter::try_from_env("LOG_LEVEL").unwrap_or_else(|_| EnvFilter::new("warn"));
@@ -28,19 +30,6 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    // Two workers are plenty for a local fake serving one connector.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
-    };
-    runtime.block_on(serve(cli.options))
-}
-
-async fn serve(options: SandboxOptions) -> ExitCode {
     let sandbox = match options.start().await {
         Ok(sandbox) => sandbox,
         Err(e) => {
