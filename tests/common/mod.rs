@@ -95,6 +95,13 @@ pub async fn read(config: Value, catalog: &ConfiguredCatalog, state: &Value) -> 
     Run { messages, summary }
 }
 
+/// Reads `streams` with no state, and asserts the read reported no error.
+pub async fn read_from_scratch(config: Value, streams: &[(&str, &str)]) -> Run {
+    let run = read(config, &catalog(streams), &serde_json::json!([])).await;
+    assert!(run.errors().is_empty(), "{:?}", run.errors());
+    run
+}
+
 /// Every line must be one JSON protocol message, and no line may carry a credential.
 pub fn parse_lines(text: &str) -> Vec<Value> {
     assert!(
