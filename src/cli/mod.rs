@@ -307,22 +307,14 @@ fn read_state(path: &Path) -> Result<source::InputState> {
     source::InputState::from_value(&config::parse_json_text(path, "state", &text)?)
 }
 
-/// `check`'s answer: FAILED (exit 0) for what the user can fix, TRACE ERROR for the rest.
+/// `check`'s answer: FAILED (exit 0) or TRACE ERROR, as [`Error::fails_check`] decides.
 fn connection_status(outcome: Result<()>, output: &Output) -> Result<ExitCode> {
     let failed = match outcome {
         Ok(()) => {
             output.emit(&Message::connection_status(Status::Succeeded, None))?;
             return Ok(ExitCode::SUCCESS);
         }
-        Err(
-            error @ (Error::Config(_)
-            | Error::Auth { .. }
-            | Error::Input { .. }
-            | Error::Transport { .. }
-            | Error::Redirected { .. }
-            | Error::HtmlPage { .. }),
-        ) => error,
-        Err(error @ Error::Http { status, .. }) if (400..500).contains(&status) => error,
+        Err(error) if error.fails_check() => error,
         Err(other) => return Err(other),
     };
     tracing::info!("check failed: {failed}");
