@@ -345,8 +345,8 @@ struct Paged {
 
 impl WindowedReader<'_> {
     /// Reads `[lo, hi)` window by window, then `[hi, now]` when `open_tail` is set, calling
-    /// `on_complete` with the upper bound of each completed closed window, in order, and the
-    /// calls whose details are owed so far. `owed_details` are calls whose details an earlier
+    /// `on_complete` with the upper bound of each completed window, in order (`None` for the
+    /// open tail), and the calls whose details are owed so far. `owed_details` are calls whose details an earlier
     /// sync could not fetch: they are tried first.
     pub async fn read(
         &self,
@@ -355,7 +355,7 @@ impl WindowedReader<'_> {
         open_tail: bool,
         owed_details: Vec<String>,
         emitter: &mut StreamEmitter<'_>,
-        mut on_complete: impl FnMut(&mut StreamEmitter<'_>, i64, &[String]) -> Result<()>,
+        mut on_complete: impl FnMut(&mut StreamEmitter<'_>, Option<i64>, &[String]) -> Result<()>,
     ) -> Result<ReadEnd> {
         let mut run = Run {
             pending: VecDeque::new(),
@@ -429,9 +429,7 @@ impl WindowedReader<'_> {
                             return Ok(run.end(Completion::BudgetSpent));
                         }
                     }
-                    if let Some(hi) = current.window.hi {
-                        on_complete(emitter, hi, &run.unfetched)?;
-                    }
+                    on_complete(emitter, current.window.hi, &run.unfetched)?;
                 }
             }
         }
