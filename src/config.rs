@@ -420,13 +420,6 @@ impl ApiSettings {
         }
     }
 
-    /// The retry policy of a sync with this config's patience for HTTP 429.
-    pub fn sync_retry_policy(&self) -> crate::client::RetryPolicy {
-        let patience =
-            std::time::Duration::from_secs(u64::from(self.rate_limit_patience_minutes) * 60);
-        crate::client::RetryPolicy::sync().with_rate_limit_patience(patience)
-    }
-
     /// Every secret value, so the output can scrub them from logs.
     pub fn secrets(&self) -> Vec<String> {
         vec![

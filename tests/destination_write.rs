@@ -897,7 +897,7 @@ async fn append_dedup_keeps_unsent_fields_even_when_updates_replace_the_object()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_lines_report_records_per_stream_rate_requests_and_rejections_while_writing() {
-    use clari_copilot::client::Client;
+    use clari_copilot::client::{Client, RetryPolicy};
     use clari_copilot::destination::{reader, routes::Routes, writer};
     let sandbox = start().await;
     // Each write takes 300 ms: a progress interval of 50 ms must tick while one is pending.
@@ -912,7 +912,7 @@ async fn progress_lines_report_records_per_stream_rate_requests_and_rejections_w
         .global_state(1);
     let sink = MemorySink::default();
     let output = Output::new(Box::new(sink.clone()));
-    let client = Client::new(&config.api, config.api.sync_retry_policy()).unwrap();
+    let client = Client::new(&config.api, RetryPolicy::for_sync(&config.api)).unwrap();
     let routes = Routes::from_catalog(&modes(&["accounts", "deals"], "append")).unwrap();
     let items = reader::spawn(input.reader(), 16).unwrap();
     writer::Writer::new(

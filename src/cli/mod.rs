@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
+use crate::client::RetryPolicy;
 use crate::config::{self, DestinationConfig, SourceConfig};
 use crate::destination;
 use crate::error::{Error, Result};
@@ -213,7 +214,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
                 Some(path) => read_state(&path)?,
                 None => source::InputState::default(),
             };
-            let retry = config.api.sync_retry_policy();
+            let retry = RetryPolicy::for_sync(&config.api);
             let summary = source::read(&config, &catalog, &state, output, retry).await?;
             if !summary.failed_streams.is_empty() {
                 return Ok(ExitCode::FAILURE);
