@@ -232,20 +232,16 @@ impl Error {
     /// in the form would fix them.
     pub fn fails_check(&self) -> bool {
         match self {
-            Error::Config(_)
-            | Error::Auth { .. }
-            | Error::Input { .. }
-            | Error::Transport { .. }
-            | Error::Redirected { .. }
-            | Error::HtmlPage { .. } => true,
             Error::Http { status, .. } => (400..500).contains(status),
-            Error::RateLimited { .. }
-            | Error::InvalidResponse { .. }
-            | Error::SkipCap(_)
-            | Error::Unstable(_)
-            | Error::RecordRejected { .. }
-            | Error::UnconfiguredStream { .. }
-            | Error::Io(_) => false,
+            other => matches!(
+                other,
+                Error::Config(_)
+                    | Error::Auth { .. }
+                    | Error::Input { .. }
+                    | Error::Transport { .. }
+                    | Error::Redirected { .. }
+                    | Error::HtmlPage { .. }
+            ),
         }
     }
 
