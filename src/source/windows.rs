@@ -545,9 +545,11 @@ impl WindowedReader<'_> {
         let (matched, plan) = match plan {
             FirstPage::Cut(parts) => {
                 pipeline.discard(current.id);
+                // Nothing of this window was emitted; what its family emitted still counts
+                // when the window is itself a part cut after paging.
                 return Ok(Pass::Done(Outcome::Cut {
                     parts,
-                    inherits: false,
+                    inherits: current.inherits,
                 }));
             }
             FirstPage::Snapshot => {
