@@ -51,7 +51,10 @@ async fn at_the_documented_rate_a_server_enforcing_it_never_answers_429() {
     let run = read(config, &streams, &json!([])).await;
     assert!(run.errors().is_empty(), "{:?}", run.errors());
     assert_eq!(sandbox.faults().rate_limited_count(), 0);
-    assert_eq!(run.ids("calls", "id"), visible_call_ids(&sandbox, false));
+    assert_eq!(
+        run.unique_ids("calls", "id"),
+        visible_call_ids(&sandbox, false)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +131,10 @@ async fn the_next_windows_pages_are_requested_while_a_windows_last_page_is_still
     )
     .await;
     assert!(run.errors().is_empty(), "{:?}", run.errors());
-    assert_eq!(run.ids("calls", "id"), visible_call_ids(&sandbox, false));
+    assert_eq!(
+        run.unique_ids("calls", "id"),
+        visible_call_ids(&sandbox, false)
+    );
     let requests = sandbox.requests();
     let windows = windows_of(&requests);
     let mut overlapping = 0;
@@ -237,7 +243,7 @@ async fn where_pages_over_48_calls_fail_the_read_finds_48_and_spends_under_1_3x_
     .await;
     assert!(run.errors().is_empty(), "{:?}", run.errors());
     let visible = visible_call_ids(&sandbox, false);
-    assert_eq!(run.ids("calls", "id"), visible);
+    assert_eq!(run.unique_ids("calls", "id"), visible);
     let learned = learned_page_size(&run);
     assert!((40..=48).contains(&learned), "settled at {learned}");
     // Every window read costs at least its own (partly filled) first page.
