@@ -129,7 +129,7 @@ async fn assert_calls_and_scorecards_complete(sandbox: &Sandbox, page_size: u32)
     assert_complete(&run, sandbox);
     // The sandbox scores one call in four.
     let scorecards = sandbox.calls_snapshot().len() / 4;
-    assert_eq!(run.ids("scorecard", "id").len(), scorecards);
+    assert_eq!(run.unique_ids("scorecard", "id").len(), scorecards);
     assert_eq!(run.statuses("scorecard").last().unwrap(), "COMPLETE");
 }
 

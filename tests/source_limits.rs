@@ -51,7 +51,10 @@ async fn at_the_documented_rate_a_server_enforcing_it_never_answers_429() {
     let run = read(config, &streams, &json!([])).await;
     assert!(run.errors().is_empty(), "{:?}", run.errors());
     assert_eq!(sandbox.faults().rate_limited_count(), 0);
-    assert_eq!(run.ids("calls", "id"), visible_call_ids(&sandbox, false));
+    assert_eq!(
+        run.unique_ids("calls", "id"),
+        visible_call_ids(&sandbox, false)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +129,10 @@ async fn the_next_windows_pages_are_requested_while_a_windows_last_page_is_still
         &[("calls", "incremental")],
     )
     .await;
-    assert_eq!(run.ids("calls", "id"), visible_call_ids(&sandbox, false));
+    assert_eq!(
+        run.unique_ids("calls", "id"),
+        visible_call_ids(&sandbox, false)
+    );
     let requests = sandbox.requests();
     let windows = windows_of(&requests);
     let mut overlapping = 0;
@@ -233,7 +239,7 @@ async fn where_pages_over_48_calls_fail_the_read_finds_48_and_spends_under_1_3x_
     )
     .await;
     let visible = visible_call_ids(&sandbox, false);
-    assert_eq!(run.ids("calls", "id"), visible);
+    assert_eq!(run.unique_ids("calls", "id"), visible);
     // Most pages are asked for near the largest size that fits; where the read ended may be
     // just after a step back (by a quarter at most), which the state remembers.
     let requests = sandbox.requests();

@@ -137,6 +137,18 @@ impl Run {
             .collect()
     }
 
+    /// The ids of `stream`'s records, asserting that none was emitted twice: for the reads
+    /// where the design allows no duplicate (`docs/source.md` lists where it does).
+    pub fn unique_ids(&self, stream: &str, key: &str) -> BTreeSet<String> {
+        let ids = self.ids(stream, key);
+        assert_eq!(
+            self.records(stream).len(),
+            ids.len(),
+            "{stream}: a record was emitted twice"
+        );
+        ids
+    }
+
     pub fn states(&self, stream: &str) -> Vec<&Value> {
         self.of_type("STATE")
             .filter(|m| m["state"]["stream"]["stream_descriptor"]["name"] == stream)
