@@ -189,8 +189,8 @@ async fn read_summary(
 
 fn redacted(raw: &Value) -> Value {
     let mut shown = raw.clone();
-    for key in config::SECRET_FIELDS {
-        shown[key] = json!(MASK);
+    for key in config::secret_fields::<SourceConfig>() {
+        shown[key.as_str()] = json!(MASK);
     }
     shown
 }

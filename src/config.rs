@@ -20,9 +20,29 @@ pub const DEFAULT_BASE_URL: &str = "https://rest-api.copilot.clari.com";
 pub const DOCUMENTED_REQUESTS_PER_SECOND: u32 = 10;
 
 /// A credential. It deserialises like a string but never prints its value.
-#[derive(Clone, Deserialize, JsonSchema)]
+///
+/// This type is the one declaration of what is secret: a config field is a secret exactly
+/// when its type is `Secret`. Its schema carries `airbyte_secret` (so the spec marks the
+/// field), [`secret_fields`] reads the marks back from the spec (so the output masks those
+/// fields' values in raw configs), and [`ApiSettings::secrets`] returns the values of the
+/// fields of this type.
+#[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl JsonSchema for Secret {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "airbyte_secret": true})
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -63,21 +83,18 @@ pub const CALL_STATUSES: [&str; 17] = [
     "BOTJOIN_DENIED",
 ];
 
-/// The config fields that hold secrets (`airbyte_secret` in the spec).
-pub const SECRET_FIELDS: [&str; 2] = ["api_key", "api_secret"];
-
 /// Settings shared by both roles: how to reach and authenticate against the API.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct ApiSettings {
     /// Your Clari Copilot API key, from Copilot Workspace Settings > Integrations > Clari Copilot API.
     /// Sent as the `X-Api-Key` header.
-    #[schemars(title = "API Key", extend("airbyte_secret" = true, "order" = 0))]
+    #[schemars(title = "API Key", extend("order" = 0))]
     pub api_key: Secret,
 
     /// The secret that goes with the API key. Clari calls it the "API Password" and it is sent as
     /// the `X-Api-Password` header. Find it next to the API key in Copilot Workspace Settings >
     /// Integrations > Clari Copilot API.
-    #[schemars(title = "API Password (API secret)", extend("airbyte_secret" = true, "order" = 1))]
+    #[schemars(title = "API Password (API secret)", extend("order" = 1))]
     pub api_secret: Secret,
 
     /// Requests per second across the whole sync. Clari Copilot allows 10 per second and 100,000 per
@@ -384,6 +401,28 @@ pub fn unknown_keys<T: JsonSchema>(raw: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The fields of `T`'s spec marked `airbyte_secret`: those of type [`Secret`].
+pub fn secret_fields<T: JsonSchema>() -> Vec<String> {
+    let spec = connection_specification::<T>();
+    spec["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, property)| property["airbyte_secret"] == true)
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The values of a raw config `raw` in the fields `T`'s spec marks secret, before the config
+/// is validated (so that even an invalid config's secrets are known).
+pub fn secret_values<T: JsonSchema>(raw: &Value) -> Vec<String> {
+    secret_fields::<T>()
+        .iter()
+        .filter_map(|field| raw.get(field).and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Warns about the keys of `raw` that `T` ignores: Airbyte configs may carry extra keys, so
 /// they are accepted, but a misspelt setting would otherwise fall back to its default unseen.
 fn warn_about_unknown_keys<T: JsonSchema>(raw: &Value) {
@@ -420,19 +459,19 @@ impl ApiSettings {
         }
     }
 
-    /// The retry policy of a sync with this config's patience for HTTP 429.
-    pub fn sync_retry_policy(&self) -> crate::client::RetryPolicy {
-        let patience =
-            std::time::Duration::from_secs(u64::from(self.rate_limit_patience_minutes) * 60);
-        crate::client::RetryPolicy::sync().with_rate_limit_patience(patience)
-    }
-
-    /// Every secret value, so the output can scrub them from logs.
+    /// The value of every [`Secret`] field, so the output can scrub them from logs. The
+    /// destructuring names every field, so a new one does not compile until it is sorted here.
     pub fn secrets(&self) -> Vec<String> {
-        vec![
-            self.api_key.expose().to_owned(),
-            self.api_secret.expose().to_owned(),
-        ]
+        let ApiSettings {
+            api_key,
+            api_secret,
+            requests_per_second: _,
+            rate_limit_patience_minutes: _,
+            base_url: _,
+        } = self;
+        [api_key, api_secret]
+            .map(|secret| secret.expose().to_owned())
+            .to_vec()
     }
 }
 
@@ -812,6 +851,49 @@ mod tests {
             !debug.contains("k-123") && !debug.contains("p-456"),
             "{debug}"
         );
+    }
+
+    /// The fields whose values `secrets` returns, found by value in `raw` (whose values are
+    /// distinct).
+    fn masked_fields(raw: &Value, secrets: Vec<String>) -> Vec<String> {
+        let mut fields: Vec<String> = secrets
+            .iter()
+            .filter_map(|secret| {
+                raw.as_object()?
+                    .iter()
+                    .find(|(_, value)| value.as_str() == Some(secret))
+                    .map(|(name, _)| name.clone())
+            })
+            .collect();
+        fields.sort();
+        fields
+    }
+
+    #[test]
+    fn the_spec_s_secret_fields_are_exactly_the_masked_fields_of_both_roles() {
+        let raw = minimal();
+        let source = SourceConfig::from_value(&raw).unwrap();
+        let destination = DestinationConfig::from_value(&raw).unwrap();
+        for (role, marked, masked) in [
+            (
+                "source",
+                secret_fields::<SourceConfig>(),
+                masked_fields(&raw, source.api.secrets()),
+            ),
+            (
+                "destination",
+                secret_fields::<DestinationConfig>(),
+                masked_fields(&raw, destination.api.secrets()),
+            ),
+        ] {
+            let mut marked = marked;
+            marked.sort();
+            assert_eq!(marked, ["api_key", "api_secret"], "{role}");
+            assert_eq!(masked, marked, "{role}");
+        }
+        let mut raw_secrets = secret_values::<SourceConfig>(&raw);
+        raw_secrets.sort();
+        assert_eq!(raw_secrets, ["k-123", "p-456"]);
     }
 
     #[test]

@@ -225,6 +225,26 @@ impl Error {
         self
     }
 
+    /// True when `check` answers this failure with a FAILED connection status (exit 0) rather
+    /// than a TRACE ERROR: the user can fix it from the connection form (config, credentials,
+    /// address, network, a request the API refuses), so it is the form's verdict, not the
+    /// connector's crash. Server errors, rate limits and unusable bodies stay errors: nothing
+    /// in the form would fix them.
+    pub fn fails_check(&self) -> bool {
+        match self {
+            Error::Http { status, .. } => (400..500).contains(status),
+            other => matches!(
+                other,
+                Error::Config(_)
+                    | Error::Auth { .. }
+                    | Error::Input { .. }
+                    | Error::Transport { .. }
+                    | Error::Redirected { .. }
+                    | Error::HtmlPage { .. }
+            ),
+        }
+    }
+
     /// True when the request reached the API and the credentials were refused.
     pub fn is_auth(&self) -> bool {
         matches!(self, Error::Auth { .. })
@@ -271,6 +291,69 @@ mod tests {
         assert_eq!(span(Duration::from_millis(12_400)), "12 s");
         assert_eq!(span(Duration::from_secs(255)), "4 min 15 s");
         assert_eq!(span(Duration::from_secs(600)), "10 min");
+    }
+
+    fn http(status: u16) -> Error {
+        Error::Http {
+            method: "GET".into(),
+            path: "/users".into(),
+            status,
+            attempts: 1,
+            elapsed: Duration::ZERO,
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn check_fails_on_what_the_connection_form_can_fix_and_errors_on_the_rest() {
+        let fixable = [
+            Error::config("bad"),
+            Error::Auth {
+                method: "GET".into(),
+                path: "/users".into(),
+                status: 401,
+                body: String::new(),
+            },
+            Error::input("config file", "unreadable"),
+            Error::Transport {
+                method: "GET".into(),
+                path: "/users".into(),
+                attempts: 1,
+                elapsed: Duration::ZERO,
+                detail: "refused".into(),
+            },
+            Error::Redirected {
+                method: "GET".into(),
+                path: "/users".into(),
+                detail: "elsewhere".into(),
+            },
+            Error::HtmlPage {
+                path: "/users".into(),
+            },
+            http(404),
+        ];
+        for error in fixable {
+            assert!(error.fails_check(), "{error:?} should answer FAILED");
+        }
+        let not_fixable = [
+            http(503),
+            Error::RateLimited {
+                method: "GET".into(),
+                path: "/users".into(),
+                attempts: 9,
+                elapsed: Duration::ZERO,
+                status: 429,
+                body: String::new(),
+            },
+            Error::InvalidResponse {
+                path: "/users".into(),
+                detail: "not JSON".into(),
+            },
+            Error::Io(std::io::Error::other("disk")),
+        ];
+        for error in not_fixable {
+            assert!(!error.fails_check(), "{error:?} should be a TRACE ERROR");
+        }
     }
 
     #[test]

@@ -231,11 +231,24 @@ fn declared<'a, T>(group: Option<&'a Group<T>>, name: &str) -> &'a [T] {
     cases
 }
 
+/// Each case of a CAT test group, with the [`Case`] that names it as CAT does: `class::test`
+/// and `name` (the case's config file, as a rule).
+fn cases_of<'a, T: 'a>(
+    cases: impl IntoIterator<Item = &'a T>,
+    (class, test): (&'static str, &'static str),
+    name: impl Fn(&T) -> String,
+) -> impl Iterator<Item = (Case, &'a T)> {
+    cases
+        .into_iter()
+        .map(move |declared| (Case::new(class, test, name(declared)), declared))
+}
+
 fn run_spec(cat: &CatConfig, dir_path: &str, destination: bool) {
     let cases = declared(cat.acceptance_tests.spec.as_ref(), "spec");
     let dir = Materialized::new(dir_path);
-    for test in cases {
-        let case = Case::new("TestSpec", "test_spec", &test.config_path);
+    for (case, test) in cases_of(cases, ("TestSpec", "test_spec"), |test| {
+        test.config_path.clone()
+    }) {
         let ran = run(
             &case,
             &role_args(destination, &["spec"]),
@@ -274,12 +287,9 @@ fn run_connection(cat: &CatConfig, dir_path: &str, destination: bool, status: Co
     } else {
         SOURCE_SPEC.clone()
     };
-    for test in cases {
-        let case = Case::new(
-            "TestConnection",
-            "test_check",
-            format!("{} {status:?}", test.config_path),
-        );
+    for (case, test) in cases_of(cases, ("TestConnection", "test_check"), |test| {
+        format!("{} {status:?}", test.config_path)
+    }) {
         let config = dir.path(&test.config_path);
         let ran = run(
             &case,
@@ -343,8 +353,9 @@ fn cat_connection_exception() {
 fn cat_discovery() {
     let cases = declared(SOURCE.acceptance_tests.discovery.as_ref(), "discovery");
     let dir = Materialized::new(SOURCE_DIR);
-    for test in cases {
-        let case = Case::new("TestDiscovery", "test_discover", &test.config_path);
+    for (case, test) in cases_of(cases, ("TestDiscovery", "test_discover"), |test| {
+        test.config_path.clone()
+    }) {
         let config = dir.path(&test.config_path);
         let wait = timeout(test.timeout_seconds, DISCOVERY_TIMEOUT);
         let streams = discover_streams(
@@ -453,8 +464,9 @@ fn stream_names(catalog: &Value) -> Vec<String> {
 fn cat_basic_read() {
     let cases = basic_read_cases();
     let dir = Materialized::new(SOURCE_DIR);
-    for test in cases {
-        let case = Case::new("TestBasicRead", "test_read", &test.config_path);
+    for (case, test) in cases_of(cases, ("TestBasicRead", "test_read"), |test| {
+        test.config_path.clone()
+    }) {
         let secrets = source_secrets(&dir, &test.config_path);
         let discovered = discover(&case, &dir.path(&test.config_path), &secrets);
         let empty: Vec<String> = test.empty_streams.iter().map(|e| e.name.clone()).collect();
@@ -804,12 +816,11 @@ fn check_state_messages(case: &Case, messages: &[Value], catalog: &Value) {
 fn cat_basic_read_trace_on_failure() {
     let cases = basic_read_cases();
     let dir = Materialized::new(SOURCE_DIR);
-    for test in cases.iter().filter(|t| t.expect_trace_message_on_failure) {
-        let case = Case::new(
-            "TestBasicRead",
-            "test_airbyte_trace_message_on_failure",
-            &test.config_path,
-        );
+    for (case, test) in cases_of(
+        cases.iter().filter(|t| t.expect_trace_message_on_failure),
+        ("TestBasicRead", "test_airbyte_trace_message_on_failure"),
+        |test| test.config_path.clone(),
+    ) {
         let invalid = json!({"streams": [{
             "stream": {
                 "name": "__AIRBYTE__stream_that_does_not_exist",
@@ -846,12 +857,11 @@ fn cat_full_refresh_sequential_reads() {
         "full_refresh",
     );
     let dir = Materialized::new(SOURCE_DIR);
-    for test in cases {
-        let case = Case::new(
-            "TestFullRefresh",
-            "test_sequential_reads",
-            &test.config_path,
-        );
+    for (case, test) in cases_of(
+        cases,
+        ("TestFullRefresh", "test_sequential_reads"),
+        |test| test.config_path.clone(),
+    ) {
         let secrets = source_secrets(&dir, &test.config_path);
         let discovered = discover(&case, &dir.path(&test.config_path), &secrets);
         let catalog = full_refresh_only(&configured_catalog(
@@ -902,6 +912,15 @@ fn incremental_cases() -> &'static [cat_config::IncrementalTest] {
     declared(SOURCE.acceptance_tests.incremental.as_ref(), "incremental")
 }
 
+/// The incremental cases, each named as the CAT test `TestIncremental::{test}` runs it.
+fn incremental_runs(
+    test: &'static str,
+) -> impl Iterator<Item = (Case, &'static cat_config::IncrementalTest)> {
+    cases_of(incremental_cases(), ("TestIncremental", test), |test| {
+        test.config_path.clone()
+    })
+}
+
 fn incremental_catalog(
     case: &Case,
     dir: &Materialized,
@@ -922,14 +941,8 @@ fn incremental_catalog(
 
 #[test]
 fn cat_incremental_two_sequential_reads() {
-    let cases = incremental_cases();
     let dir = Materialized::new(SOURCE_DIR);
-    for test in cases {
-        let case = Case::new(
-            "TestIncremental",
-            "test_two_sequential_reads",
-            &test.config_path,
-        );
+    for (case, test) in incremental_runs("test_two_sequential_reads") {
         let catalog = incremental_catalog(&case, &dir, test);
         let limit = timeout(test.timeout_seconds, INCREMENTAL_TIMEOUT);
         let first = read(&case, &dir, &test.config_path, &catalog, None, limit);
@@ -1030,17 +1043,11 @@ fn select_states(unique: Vec<(Value, f64)>) -> Vec<(Value, f64)> {
 
 #[test]
 fn cat_incremental_read_sequential_slices() {
-    let cases = incremental_cases();
     let dir = Materialized::new(SOURCE_DIR);
-    for test in cases {
+    for (case, test) in incremental_runs("test_read_sequential_slices") {
         if test.skip_comprehensive_incremental_tests == Some(true) {
             continue;
         }
-        let case = Case::new(
-            "TestIncremental",
-            "test_read_sequential_slices",
-            &test.config_path,
-        );
         let catalog = incremental_catalog(&case, &dir, test);
         let limit = timeout(test.timeout_seconds, INCREMENTAL_TIMEOUT);
         let mut tested = 0;
@@ -1107,14 +1114,8 @@ fn cat_incremental_read_sequential_slices() {
 
 #[test]
 fn cat_incremental_abnormal_state() {
-    let cases = incremental_cases();
     let dir = Materialized::new(SOURCE_DIR);
-    for test in cases {
-        let case = Case::new(
-            "TestIncremental",
-            "test_state_with_abnormally_large_values",
-            &test.config_path,
-        );
+    for (case, test) in incremental_runs("test_state_with_abnormally_large_values") {
         let Some(future) = &test.future_state else {
             case.fail(
                 "High test strictness level error: a future state configuration must be provided",

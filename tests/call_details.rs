@@ -93,13 +93,7 @@ async fn a_status_typed_in_another_case_still_fetches_every_finished_call() {
         &sandbox.base_url(),
         json!({"call_details_statuses": [" post_processing_done "]}),
     );
-    let run = read(
-        config,
-        &catalog(&[("call-details", "incremental")]),
-        &json!([]),
-    )
-    .await;
-    assert!(run.errors().is_empty(), "{:?}", run.errors());
+    let run = read_from_scratch(config, &[("call-details", "incremental")]).await;
     assert!(!finished.is_empty());
     assert_eq!(run.ids("call-details", "id"), finished);
 }
@@ -189,13 +183,7 @@ async fn a_call_deleted_before_its_details_are_fetched_is_skipped_not_failed() {
         .mount(&server)
         .await;
     let config = config_json(&server.uri(), json!({"call_details_include_audio": true}));
-    let run = read(
-        config,
-        &catalog(&[("call-details", "incremental")]),
-        &json!([]),
-    )
-    .await;
-    assert!(run.errors().is_empty(), "{:?}", run.errors());
+    let run = read_from_scratch(config, &[("call-details", "incremental")]).await;
     assert_eq!(
         run.ids("call-details", "id"),
         BTreeSet::from(["kept".to_owned()])

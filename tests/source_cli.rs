@@ -398,22 +398,8 @@ async fn read_refuses_settings_that_would_read_nothing_with_a_config_error_befor
             "config.json",
             &config_json(&sandbox.base_url(), overrides.clone()),
         );
-        let ran = run(args(&[
-            "read",
-            "--config",
-            &arg(&config),
-            "--catalog",
-            &arg(&catalog),
-        ]))
-        .await;
-        assert_ne!(ran.code, Some(0), "{overrides}");
-        let errors = ran.errors();
-        assert_eq!(errors.len(), 1, "{overrides}: {errors:?}");
-        assert_eq!(errors[0]["failure_type"], "config_error", "{overrides}");
-        let message = errors[0]["message"].as_str().unwrap();
-        for needle in needles {
-            assert!(message.contains(needle), "{overrides}: {message}");
-        }
+        let ran = run(read_args(&config, &catalog)).await;
+        ran.assert_one_config_error(&overrides, needles);
         assert!(ran.of_type("RECORD").is_empty() && ran.of_type("STATE").is_empty());
     }
     assert_eq!(sandbox.request_count(), 0);
@@ -433,29 +419,18 @@ async fn read_refuses_a_state_it_did_not_write_naming_the_accepted_shapes_before
     ];
     for state in unusable {
         let state_file = files.json("state.json", &state);
-        let ran = run(args(&[
-            "read",
-            "--config",
-            &arg(&config),
-            "--catalog",
-            &arg(&catalog),
-            "--state",
-            &arg(&state_file),
-        ]))
-        .await;
-        assert_ne!(ran.code, Some(0), "{state}");
-        let errors = ran.errors();
-        assert_eq!(errors.len(), 1, "{state}: {errors:?}");
-        assert_eq!(errors[0]["failure_type"], "config_error", "{state}");
-        let message = errors[0]["message"].as_str().unwrap();
-        for needle in [
-            "state",
-            "STREAM, GLOBAL or LEGACY",
-            "calls, call-details",
-            "reset",
-        ] {
-            assert!(message.contains(needle), "{state}: {message}");
-        }
+        let mut with_state = read_args(&config, &catalog);
+        with_state.extend(["--state".to_owned(), arg(&state_file)]);
+        let ran = run(with_state).await;
+        ran.assert_one_config_error(
+            &state,
+            &[
+                "state",
+                "STREAM, GLOBAL or LEGACY",
+                "calls, call-details",
+                "reset",
+            ],
+        );
     }
     assert_eq!(sandbox.request_count(), 0);
 }

@@ -33,11 +33,14 @@ async fn every_stream_is_read_completely_with_statuses_and_counted_states() {
         run.errors()
     );
 
-    assert_eq!(run.ids("calls", "id"), visible_call_ids(&sandbox, false));
-    assert_eq!(run.ids("users", "id").len(), 12);
-    assert_eq!(run.ids("topics", "topic_id").len(), 8);
-    assert_eq!(run.ids("scorecard", "id").len(), 125);
-    assert_eq!(run.ids("scorecard-template", "id").len(), 3);
+    assert_eq!(
+        run.unique_ids("calls", "id"),
+        visible_call_ids(&sandbox, false)
+    );
+    assert_eq!(run.unique_ids("users", "id").len(), 12);
+    assert_eq!(run.unique_ids("topics", "topic_id").len(), 8);
+    assert_eq!(run.unique_ids("scorecard", "id").len(), 125);
+    assert_eq!(run.unique_ids("scorecard-template", "id").len(), 3);
 
     for (stream, _) in ALL_FULL_REFRESH {
         assert_eq!(
@@ -77,21 +80,22 @@ async fn private_calls_are_read_only_when_the_user_includes_them() {
     .await;
     let private: BTreeSet<String> = sandbox.private_call_ids().into_iter().collect();
     assert!(!private.is_empty());
-    assert!(hidden.ids("calls", "id").is_disjoint(&private));
-    assert_eq!(shown.ids("calls", "id"), visible_call_ids(&sandbox, true));
+    assert!(hidden.unique_ids("calls", "id").is_disjoint(&private));
+    assert_eq!(
+        shown.unique_ids("calls", "id"),
+        visible_call_ids(&sandbox, true)
+    );
 }
 
 async fn assert_backfill_complete(config: SandboxConfig) {
     let sandbox = start(config).await;
-    let run = read(
+    let run = read_from_scratch(
         config_json(&sandbox.base_url(), json!({})),
-        &catalog(&[("calls", "incremental")]),
-        &json!([]),
+        &[("calls", "incremental")],
     )
     .await;
-    assert!(run.errors().is_empty(), "{:?}", run.errors());
     let visible = visible_call_ids(&sandbox, false);
-    assert_eq!(run.ids("calls", "id"), visible);
+    assert_eq!(run.unique_ids("calls", "id"), visible);
     let estimates: Vec<&Value> = run
         .of_type("TRACE")
         .filter(|m| m["trace"]["type"] == "ESTIMATE")
@@ -151,7 +155,10 @@ async fn an_incremental_read_without_lookback_returns_only_calls_changed_since_t
     let streams = catalog(&[("calls", "incremental")]);
     let config = config_json(&sandbox.base_url(), json!({"lookback_window_days": 0}));
     let first = read(config.clone(), &streams, &json!([])).await;
-    assert_eq!(first.ids("calls", "id"), visible_call_ids(&sandbox, false));
+    assert_eq!(
+        first.unique_ids("calls", "id"),
+        visible_call_ids(&sandbox, false)
+    );
 
     let visible: Vec<String> = visible_call_ids(&sandbox, false)
         .into_iter()
@@ -165,7 +172,7 @@ async fn an_incremental_read_without_lookback_returns_only_calls_changed_since_t
     let expected: BTreeSet<String> = visible.into_iter().chain(added).collect();
     let private: BTreeSet<String> = sandbox.private_call_ids().into_iter().collect();
     let expected: BTreeSet<String> = expected.difference(&private).cloned().collect();
-    assert_eq!(second.ids("calls", "id"), expected);
+    assert_eq!(second.unique_ids("calls", "id"), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,7 +196,7 @@ async fn an_incremental_read_with_lookback_also_returns_the_calls_inside_the_loo
         .chain(&visible[10..12])
         .cloned()
         .collect();
-    assert_eq!(second.ids("calls", "id"), expected);
+    assert_eq!(second.unique_ids("calls", "id"), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,11 +339,22 @@ async fn storms_of_429_and_5xx_and_oversized_pages_return_the_same_records() {
     .await;
 
     assert!(calm.errors().is_empty() && stormy.errors().is_empty() && stormier.errors().is_empty());
-    assert_eq!(calm.ids("calls", "id"), visible_call_ids(&sandbox, false));
+    assert_eq!(
+        calm.unique_ids("calls", "id"),
+        visible_call_ids(&sandbox, false)
+    );
     for (stream, _) in ALL_FULL_REFRESH {
         let key = if stream == "topics" { "topic_id" } else { "id" };
-        assert_eq!(stormy.ids(stream, key), calm.ids(stream, key), "{stream}");
-        assert_eq!(stormier.ids(stream, key), calm.ids(stream, key), "{stream}");
+        assert_eq!(
+            stormy.unique_ids(stream, key),
+            calm.unique_ids(stream, key),
+            "{stream}"
+        );
+        assert_eq!(
+            stormier.unique_ids(stream, key),
+            calm.unique_ids(stream, key),
+            "{stream}"
+        );
     }
     assert!(
         sandbox.requests().iter().any(|r| r.status == 502),

@@ -11,8 +11,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use schemars::JsonSchema;
 use serde_json::Value;
 
+use crate::client::RetryPolicy;
 use crate::config::{self, DestinationConfig, SourceConfig};
 use crate::destination;
 use crate::error::{Error, Result};
@@ -187,7 +189,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             return connection_status(outcome, output);
         }
         (Role::Source, Command::Discover { config }) => {
-            SourceConfig::from_value(&load_config(&config, output)?)?;
+            SourceConfig::from_value(&load_config::<SourceConfig>(&config, output)?)?;
             output.emit(&Message::Catalog {
                 catalog: source::discover(),
             })?;
@@ -206,7 +208,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
                 Some(path) => read_state(&path)?,
                 None => source::InputState::default(),
             };
-            let retry = config.api.sync_retry_policy();
+            let retry = RetryPolicy::for_sync(&config.api);
             let summary = source::read(&config, &catalog, &state, output, retry).await?;
             if !summary.failed_streams.is_empty() {
                 return Ok(ExitCode::FAILURE);
@@ -227,7 +229,7 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             })?;
         }
         (Role::Destination, Command::Check { config }) => {
-            let outcome = match load_config(&config, output)
+            let outcome = match load_config::<DestinationConfig>(&config, output)
                 .and_then(|raw| DestinationConfig::from_value(&raw))
             {
                 Ok(config) => destination::check(&config).await,
@@ -236,14 +238,15 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
             return connection_status(outcome, output);
         }
         (Role::Destination, Command::Discover { config }) => {
-            DestinationConfig::from_value(&load_config(&config, output)?)?;
+            DestinationConfig::from_value(&load_config::<DestinationConfig>(&config, output)?)?;
             let destination_catalog = destination::destination_catalog();
             output.emit(&Message::DestinationCatalog {
                 destination_catalog,
             })?;
         }
         (Role::Destination, Command::Write { config, catalog }) => {
-            let config = DestinationConfig::from_value(&load_config(&config, output)?)?;
+            let config =
+                DestinationConfig::from_value(&load_config::<DestinationConfig>(&config, output)?)?;
             let catalog = read_catalog(&catalog)?;
             let input = Box::new(std::io::stdin());
             destination::write(&config, &catalog, input, output.clone()).await?;
@@ -259,13 +262,9 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
 }
 
 /// Reads a config file and registers its secrets with the output before anything can log them.
-fn load_config(path: &Path, output: &Output) -> Result<Value> {
+fn load_config<T: JsonSchema>(path: &Path, output: &Output) -> Result<Value> {
     let raw = config::read_json_file(path, "configuration")?;
-    for key in config::SECRET_FIELDS {
-        if let Some(secret) = raw.get(key).and_then(Value::as_str) {
-            output.add_secrets([secret.to_owned()]);
-        }
-    }
+    output.add_secrets(config::secret_values::<T>(&raw));
     Ok(raw)
 }
 
@@ -273,7 +272,7 @@ fn load_config(path: &Path, output: &Output) -> Result<Value> {
 /// a call now, and with its warnings logged (the log layer is installed by now, so they reach
 /// the platform as LOG messages).
 fn load_source_config(path: &Path, output: &Output) -> Result<SourceConfig> {
-    let config = SourceConfig::from_value(&load_config(path, output)?)?;
+    let config = SourceConfig::from_value(&load_config::<SourceConfig>(path, output)?)?;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -300,22 +299,14 @@ fn read_state(path: &Path) -> Result<source::InputState> {
     source::InputState::from_value(&config::parse_json_text(path, "state", &text)?)
 }
 
-/// `check`'s answer: FAILED (exit 0) for what the user can fix, TRACE ERROR for the rest.
+/// `check`'s answer: FAILED (exit 0) or TRACE ERROR, as [`Error::fails_check`] decides.
 fn connection_status(outcome: Result<()>, output: &Output) -> Result<ExitCode> {
     let failed = match outcome {
         Ok(()) => {
             output.emit(&Message::connection_status(Status::Succeeded, None))?;
             return Ok(ExitCode::SUCCESS);
         }
-        Err(
-            error @ (Error::Config(_)
-            | Error::Auth { .. }
-            | Error::Input { .. }
-            | Error::Transport { .. }
-            | Error::Redirected { .. }
-            | Error::HtmlPage { .. }),
-        ) => error,
-        Err(error @ Error::Http { status, .. }) if (400..500).contains(&status) => error,
+        Err(error) if error.fails_check() => error,
         Err(other) => return Err(other),
     };
     tracing::info!("check failed: {failed}");

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Args;
 use reqwest::Method;
 
-use crate::client::{Client, Request};
+use crate::client::{Client, Request, RetryPolicy};
 use crate::config::{self, ApiSettings};
 use crate::error::{Error, Result};
 use crate::protocol::output::scrub;
@@ -73,7 +73,7 @@ async fn send(args: &ProxyArgs) -> Result<(u16, String, Vec<String>)> {
         idempotent,
         shrinkable: false,
     };
-    let client = Client::new(&api, api.sync_retry_policy())?;
+    let client = Client::new(&api, RetryPolicy::for_sync(&api))?;
     // A sync turns a final 401/403, or a status still failing when the retries are spent, into
     // an error that speaks of checkpoints; someone at a terminal wants the last answer itself.
     let response = match client.execute(request).await {

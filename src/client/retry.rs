@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
+use crate::config::ApiSettings;
+
 /// What to do with one attempt's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -81,6 +83,17 @@ impl RetryPolicy {
         })
     }
 
+    /// The policy of a sync against `settings`: [`RetryPolicy::sync`] with the configured
+    /// patience for HTTP 429.
+    pub fn for_sync(settings: &ApiSettings) -> Self {
+        Self {
+            rate_limit_patience: Duration::from_secs(
+                u64::from(settings.rate_limit_patience_minutes) * 60,
+            ),
+            ..Self::sync()
+        }
+    }
+
     /// The policy of `check`: it must answer within seconds.
     pub fn check() -> Self {
         Self::with_env_min_delay(Self {
@@ -122,12 +135,6 @@ impl RetryPolicy {
             .with_max_times(times)
             .with_jitter()
             .build()
-    }
-
-    /// This policy with the user's patience for HTTP 429.
-    pub fn with_rate_limit_patience(mut self, patience: Duration) -> Self {
-        self.rate_limit_patience = patience;
-        self
     }
 }
 

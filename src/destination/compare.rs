@@ -39,23 +39,28 @@ pub fn compare(
     shown: &Map<String, Value>,
 ) -> Comparison {
     let schema = destination_schema_ref(object.name);
-    let mut outcome = Comparison::Same;
-    for (field, value) in record {
+    combine(record.iter().map(|(field, value)| {
         let path = format!("/{}", escape(field));
         let Some(answer) = object.shown_as(field).and_then(|name| shown.get(name)) else {
-            if outcome == Comparison::Same {
-                outcome = Comparison::NotShown(path);
-            }
-            continue;
+            return Comparison::NotShown(path);
         };
         let rules = Rules {
             schema: schema.and_then(|s| s.pointer(&format!("/properties{path}"))),
             decimal: object.decimals.contains(&field.as_str()),
         };
-        match rules.compare(value, answer, path) {
+        rules.compare(value, answer, path)
+    }))
+}
+
+/// The outcome of several fields, compared lazily in order: the first difference (the rest
+/// are not compared), else the first field not shown, else the same.
+fn combine(outcomes: impl Iterator<Item = Comparison>) -> Comparison {
+    let mut outcome = Comparison::Same;
+    for next in outcomes {
+        match next {
             Comparison::Same => {}
             differs @ Comparison::Differs(_) => return differs,
-            not_shown @ Comparison::NotShown(_) => {
+            not_shown => {
                 if outcome == Comparison::Same {
                     outcome = not_shown;
                 }
@@ -94,42 +99,25 @@ impl<'a> Rules<'a> {
         match (record, shown) {
             (Value::Object(record), Value::Object(shown)) => {
                 let properties = self.at("properties");
-                let mut outcome = Comparison::Same;
-                for (key, value) in record {
+                combine(record.iter().map(|(key, value)| {
                     let path = format!("{path}/{}", escape(key));
-                    let Some(answer) = shown.get(key) else {
-                        if outcome == Comparison::Same {
-                            outcome = Comparison::NotShown(path);
-                        }
-                        continue;
-                    };
-                    match properties.at(key).compare(value, answer, path) {
-                        Comparison::Same => {}
-                        differs @ Comparison::Differs(_) => return differs,
-                        not_shown => {
-                            if outcome == Comparison::Same {
-                                outcome = not_shown;
-                            }
-                        }
+                    match shown.get(key) {
+                        Some(answer) => properties.at(key).compare(value, answer, path),
+                        None => Comparison::NotShown(path),
                     }
-                }
-                outcome
+                }))
             }
             (Value::Array(record), Value::Array(shown)) if record.len() == shown.len() => {
                 let items = self.at("items");
-                let mut outcome = Comparison::Same;
-                for (i, (value, answer)) in record.iter().zip(shown).enumerate() {
-                    match items.compare(value, answer, format!("{path}/{i}")) {
-                        Comparison::Same => {}
-                        differs @ Comparison::Differs(_) => return differs,
-                        not_shown => {
-                            if outcome == Comparison::Same {
-                                outcome = not_shown;
-                            }
-                        }
-                    }
-                }
-                outcome
+                combine(
+                    record
+                        .iter()
+                        .zip(shown)
+                        .enumerate()
+                        .map(|(i, (value, answer))| {
+                            items.compare(value, answer, format!("{path}/{i}"))
+                        }),
+                )
             }
             (Value::String(record), Value::String(shown)) if self.equal_texts(record, shown) => {
                 Comparison::Same

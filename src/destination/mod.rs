@@ -106,7 +106,7 @@ pub async fn write(
     output: Arc<Output>,
 ) -> Result<WriteSummary> {
     let routes = Routes::from_catalog(catalog)?;
-    let client = Client::new(&config.api, config.api.sync_retry_policy())?;
+    let client = Client::new(&config.api, RetryPolicy::for_sync(&config.api))?;
     let items = reader::spawn(input, INPUT_CAPACITY)?;
     let summary = writer::Writer::new(
         client,

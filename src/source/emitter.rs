@@ -18,7 +18,6 @@ pub struct StreamEmitter<'a> {
     total: u64,
     started: Instant,
     last_progress: Instant,
-    last_state: Option<Value>,
 }
 
 impl<'a> StreamEmitter<'a> {
@@ -31,7 +30,6 @@ impl<'a> StreamEmitter<'a> {
             total: 0,
             started: now,
             last_progress: now,
-            last_state: None,
         }
     }
 
@@ -53,19 +51,15 @@ impl<'a> StreamEmitter<'a> {
 
     /// Checkpoints `blob`, carrying the number of records emitted since the previous state.
     pub fn state(&mut self, blob: Value) -> Result<()> {
-        let message = StateMessage::stream(self.stream, blob.clone(), self.since_state);
+        let message = StateMessage::stream(self.stream, blob, self.since_state);
         self.output.emit(&Message::State { state: message })?;
         self.since_state = 0;
-        self.last_state = Some(blob);
         Ok(())
     }
 
-    /// Checkpoints `blob` unless it is exactly what was checkpointed last with no record since.
-    pub fn state_if_changed(&mut self, blob: Value) -> Result<()> {
-        if self.since_state == 0 && self.last_state.as_ref() == Some(&blob) {
-            return Ok(());
-        }
-        self.state(blob)
+    /// Records emitted since the last checkpoint.
+    pub fn since_state(&self) -> u64 {
+        self.since_state
     }
 
     pub fn estimate(&self, rows: u64) -> Result<()> {

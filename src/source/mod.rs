@@ -22,7 +22,7 @@ use crate::protocol::{
 use emitter::StreamEmitter;
 use page_size::PageSize;
 pub use state::InputState;
-use state::{BuiltWith, CursorState};
+use state::{BuiltWith, Checkpoints, CursorState};
 use streams::{Paging, StreamDef, Windowing};
 use windows::{Completion, Expander, WindowedReader};
 
@@ -278,15 +278,12 @@ impl Reader<'_> {
     }
 
     /// Reads a stream with a cursor up to `hi`, this machine's clock at the start less the
-    /// indexing margin. Each completed window checkpoints its bound (never below the input
-    /// state, whose records an earlier sync emitted), and `hi` once everything below it was
-    /// read; no checkpoint passes the API's own clock less the margin, so a call the API
-    /// indexes late is still ahead of the state.
+    /// indexing margin, checkpointing as [`Checkpoints`] decides.
     async fn read_cursor(
         &self,
         def: &'static StreamDef,
         windowing: Windowing,
-        field: &str,
+        field: &'static str,
         mode: SyncMode,
         start: Option<i64>,
         emitter: &mut StreamEmitter<'_>,
@@ -322,14 +319,7 @@ impl Reader<'_> {
                     .await?;
             }
         }
-        let claimable = |bound: i64| {
-            let skew = self.client.server_skew_millis().unwrap_or(0);
-            bound.min(hi + skew.min(0))
-        };
-        let mut checkpoint = CursorState {
-            built_with: Some(built_with),
-            ..prior.clone()
-        };
+        let mut checkpoints = Checkpoints::new(field, prior.clone(), built_with, (lo, hi));
         let reader = self.windowed_reader(def, windowing, (start, None), prior.page_size);
         let end = reader
             .read(
@@ -338,21 +328,27 @@ impl Reader<'_> {
                 !incremental,
                 prior.pending_details,
                 emitter,
-                |e, bound, unfetched| {
-                    checkpoint.cursor = checkpoint.cursor.max(Some(claimable(bound)));
-                    checkpoint.pending_details = unfetched.to_vec();
-                    checkpoint.page_size = Some(reader.page_size.current());
-                    e.state(checkpoint.blob(field))
+                |e, window_hi, unfetched| {
+                    let skew = self.client.server_skew_millis();
+                    let page_size = reader.page_size.current();
+                    match checkpoints.window_completed(window_hi, skew, unfetched, page_size) {
+                        Some(blob) => e.state(blob),
+                        None => Ok(()),
+                    }
                 },
             )
             .await?;
-        if end.completion == Completion::Finished {
-            checkpoint.cursor = checkpoint.cursor.max(Some(claimable(hi)));
+        let last = checkpoints.read_ended(
+            end.completion == Completion::Finished,
+            self.client.server_skew_millis(),
+            end.unfetched_details,
+            reader.page_size.current(),
+            emitter.since_state(),
+        );
+        match last {
+            Some(blob) => emitter.state(blob),
+            None => Ok(()),
         }
-        checkpoint.pending_details = end.unfetched_details;
-        checkpoint.page_size = Some(reader.page_size.current());
-        checkpoint.cursor = checkpoint.cursor.or(Some(lo));
-        emitter.state_if_changed(checkpoint.blob(field))
     }
 
     /// The settings a cursor stream's state is built with.

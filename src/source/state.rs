@@ -149,6 +149,98 @@ impl CursorState {
     }
 }
 
+/// The checkpoint rule of a cursor stream, the one place that decides what a checkpoint claims
+/// and whether it is emitted. A checkpoint says "every record modified before the cursor was
+/// emitted", so:
+/// - it claims the upper bound of a **completed closed window** only: the open tail of a full
+///   refresh has no bound, and a window still being read may yet hold unread records;
+/// - once the whole read finished, it claims `hi`, the read's own upper bound;
+/// - it **never moves back** below what the input state (or an earlier checkpoint) claimed:
+///   a lookback re-reads windows below it, whose records an earlier sync already emitted;
+/// - it **never passes the API's clock** less the indexing margin: when the API's clock is
+///   behind this machine's (`server_skew` negative), `hi` is lowered by that much, so a call
+///   the API indexes late is still ahead of the state;
+/// - a read that claimed nothing checkpoints where it started (`lo`);
+/// - the last checkpoint is **not repeated**: one equal to the previous with no record since
+///   says nothing new.
+pub struct Checkpoints {
+    field: &'static str,
+    lo: i64,
+    hi: i64,
+    state: CursorState,
+    last: Option<Value>,
+}
+
+impl Checkpoints {
+    /// The checkpoints of a read of `[lo, hi)` from `prior`, recording `built_with`, with the
+    /// cursor under `field`.
+    pub fn new(
+        field: &'static str,
+        prior: CursorState,
+        built_with: BuiltWith,
+        (lo, hi): (i64, i64),
+    ) -> Self {
+        Self {
+            field,
+            lo,
+            hi,
+            state: CursorState {
+                built_with: Some(built_with),
+                ..prior
+            },
+            last: None,
+        }
+    }
+
+    /// The checkpoint for a completed window ending at `window_hi` (`None` for the open tail,
+    /// which has none), with the details owed and the page size so far.
+    pub fn window_completed(
+        &mut self,
+        window_hi: Option<i64>,
+        server_skew: Option<i64>,
+        owed_details: &[String],
+        page_size: u32,
+    ) -> Option<Value> {
+        let bound = window_hi?;
+        self.claim(bound, server_skew);
+        self.state.pending_details = owed_details.to_vec();
+        self.state.page_size = Some(page_size);
+        Some(self.emit())
+    }
+
+    /// The last checkpoint of the read, `None` when it repeats the previous one and no record
+    /// was emitted since. `finished` says every window was read (not stopped by a budget).
+    pub fn read_ended(
+        &mut self,
+        finished: bool,
+        server_skew: Option<i64>,
+        owed_details: Vec<String>,
+        page_size: u32,
+        records_since_last: u64,
+    ) -> Option<Value> {
+        if finished {
+            self.claim(self.hi, server_skew);
+        }
+        self.state.pending_details = owed_details;
+        self.state.page_size = Some(page_size);
+        self.state.cursor = self.state.cursor.or(Some(self.lo));
+        let repeated = records_since_last == 0 && self.last == Some(self.state.blob(self.field));
+        (!repeated).then(|| self.emit())
+    }
+
+    /// Moves the cursor up to `bound`, capped at the API's clock less the margin.
+    fn claim(&mut self, bound: i64, server_skew: Option<i64>) {
+        let claimable = bound.min(self.hi + server_skew.unwrap_or(0).min(0));
+        self.state.cursor = self.state.cursor.max(Some(claimable));
+    }
+
+    fn emit(&mut self) -> Value {
+        let blob = self.state.blob(self.field);
+        self.last = Some(blob.clone());
+        blob
+    }
+}
+
 /// `2025-06-11T14:53:06.310Z`: the API's own format, with milliseconds.
 pub fn format_millis(millis: i64) -> String {
     Timestamp::from_millisecond(millis)
@@ -509,6 +601,103 @@ mod tests {
             (read.built_with, read.pending_details.len()),
             (None, 0),
             "a state written before the config was recorded"
+        );
+    }
+
+    const FIELD: &str = "last_modified_time";
+
+    fn cursor_of(blob: &Value) -> i64 {
+        parse_instant(blob[FIELD].as_str().unwrap()).unwrap()
+    }
+
+    fn checkpoints(prior: Option<i64>, lo: i64, hi: i64) -> Checkpoints {
+        let prior = CursorState {
+            cursor: prior,
+            ..CursorState::default()
+        };
+        let built_with = BuiltWith {
+            start_date: None,
+            call_details_statuses: None,
+        };
+        Checkpoints::new(FIELD, prior, built_with, (lo, hi))
+    }
+
+    #[test]
+    fn a_checkpoint_claims_a_closed_window_s_bound_and_never_the_open_tail() {
+        let mut checkpoints = checkpoints(None, 0, 1_000);
+        let blob = checkpoints
+            .window_completed(Some(400), None, &[], 50)
+            .unwrap();
+        assert_eq!(cursor_of(&blob), 400);
+        assert_eq!(blob["page_size"], json!(50));
+        assert!(checkpoints.window_completed(None, None, &[], 50).is_none());
+    }
+
+    #[test]
+    fn a_checkpoint_never_moves_below_the_prior_state() {
+        let mut checkpoints = checkpoints(Some(900), 500, 1_000);
+        let blob = checkpoints
+            .window_completed(Some(600), None, &[], 50)
+            .unwrap();
+        assert_eq!(
+            cursor_of(&blob),
+            900,
+            "a lookback window below the prior state"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_never_passes_the_api_s_clock_less_the_margin() {
+        let mut checkpoints = checkpoints(None, 0, 1_000);
+        let blob = checkpoints
+            .window_completed(Some(1_000), Some(-300), &[], 50)
+            .unwrap();
+        assert_eq!(cursor_of(&blob), 700, "the API's clock is 300 ms behind");
+        let ahead = checkpoints
+            .read_ended(true, Some(5_000), Vec::new(), 50, 1)
+            .unwrap();
+        assert_eq!(
+            cursor_of(&ahead),
+            1_000,
+            "an API clock ahead raises nothing"
+        );
+    }
+
+    #[test]
+    fn a_finished_read_claims_its_upper_bound_and_a_stopped_one_keeps_its_last_window() {
+        let mut finished = checkpoints(None, 0, 1_000);
+        let end = finished.read_ended(true, None, Vec::new(), 50, 0).unwrap();
+        assert_eq!(cursor_of(&end), 1_000);
+        let mut stopped = checkpoints(None, 0, 1_000);
+        stopped.window_completed(Some(400), None, &[], 50);
+        let end = stopped
+            .read_ended(false, None, vec!["c1".to_owned()], 50, 3)
+            .unwrap();
+        assert_eq!(
+            (cursor_of(&end), &end["pending_details"]),
+            (400, &json!(["c1"]))
+        );
+    }
+
+    #[test]
+    fn a_read_that_claimed_nothing_checkpoints_where_it_started() {
+        let mut checkpoints = checkpoints(None, 250, 1_000);
+        let end = checkpoints
+            .read_ended(false, None, Vec::new(), 50, 0)
+            .unwrap();
+        assert_eq!(cursor_of(&end), 250);
+    }
+
+    #[test]
+    fn the_last_checkpoint_is_not_repeated_unless_records_came_since() {
+        let mut quiet = checkpoints(None, 0, 1_000);
+        quiet.window_completed(Some(1_000), None, &[], 50);
+        assert!(quiet.read_ended(true, None, Vec::new(), 50, 0).is_none());
+        let mut busy = checkpoints(None, 0, 1_000);
+        busy.window_completed(Some(1_000), None, &[], 50);
+        assert!(
+            busy.read_ended(true, None, Vec::new(), 50, 2).is_some(),
+            "a state carries the count of the records before it"
         );
     }
 

@@ -198,6 +198,16 @@ enum Outcome {
     },
 }
 
+/// What fetching a complete window's details came to.
+enum Expanded {
+    /// Every detail wanted was fetched (or none was wanted): the window is done.
+    All,
+    /// They did not fit in the budget left: the window was cut in halves, read again.
+    Narrowed,
+    /// The budget is spent.
+    BudgetSpent,
+}
+
 /// How a read ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
@@ -243,6 +253,32 @@ struct Run {
 }
 
 impl Run {
+    /// The run of a read of `[lo, hi)`, then of the open tail `[hi, now]` when `open_tail`.
+    fn new(lo: i64, hi: i64, open_tail: bool) -> Self {
+        let mut run = Run {
+            pending: VecDeque::new(),
+            next_id: 0,
+            churn: Churn::default(),
+            family: Family::default(),
+            estimated: false,
+            details_spent: 0,
+            unfetched: Vec::new(),
+            planned: HashMap::new(),
+        };
+        let mut windows = Vec::new();
+        if lo < hi {
+            windows.push(Window { lo, hi: Some(hi) });
+        }
+        if open_tail {
+            windows.push(Window {
+                lo: lo.max(hi),
+                hi: None,
+            });
+        }
+        run.push_front(windows, false);
+        run
+    }
+
     fn push_front(&mut self, windows: Vec<Window>, inherits: bool) {
         for window in windows.into_iter().rev() {
             self.next_id += 1;
@@ -345,8 +381,8 @@ struct Paged {
 
 impl WindowedReader<'_> {
     /// Reads `[lo, hi)` window by window, then `[hi, now]` when `open_tail` is set, calling
-    /// `on_complete` with the upper bound of each completed closed window, in order, and the
-    /// calls whose details are owed so far. `owed_details` are calls whose details an earlier
+    /// `on_complete` with the upper bound of each completed window, in order (`None` for the
+    /// open tail), and the calls whose details are owed so far. `owed_details` are calls whose details an earlier
     /// sync could not fetch: they are tried first.
     pub async fn read(
         &self,
@@ -355,40 +391,11 @@ impl WindowedReader<'_> {
         open_tail: bool,
         owed_details: Vec<String>,
         emitter: &mut StreamEmitter<'_>,
-        mut on_complete: impl FnMut(&mut StreamEmitter<'_>, i64, &[String]) -> Result<()>,
+        mut on_complete: impl FnMut(&mut StreamEmitter<'_>, Option<i64>, &[String]) -> Result<()>,
     ) -> Result<ReadEnd> {
-        let mut run = Run {
-            pending: VecDeque::new(),
-            next_id: 0,
-            churn: Churn::default(),
-            family: Family::default(),
-            estimated: false,
-            details_spent: 0,
-            unfetched: Vec::new(),
-            planned: HashMap::new(),
-        };
-        let mut windows = Vec::new();
-        if lo < hi {
-            windows.push(Window { lo, hi: Some(hi) });
-        }
-        if open_tail {
-            windows.push(Window {
-                lo: lo.max(hi),
-                hi: None,
-            });
-        }
-        run.push_front(windows, false);
-        if let Some(expander) = &self.expander
-            && !owed_details.is_empty()
-        {
-            let owed: Vec<_> = owed_details.into_iter().map(|id| (id, None)).collect();
-            if !self
-                .expand_within_budget(expander, &owed, &mut run, emitter)
-                .await?
-            {
-                run.unfetched.extend(owed.into_iter().map(|(id, _)| id));
-                return Ok(run.end(Completion::BudgetSpent));
-            }
+        let mut run = Run::new(lo, hi, open_tail);
+        if !self.expand_owed(owed_details, &mut run, emitter).await? {
+            return Ok(run.end(Completion::BudgetSpent));
         }
         let mut pipeline = Pipeline::new();
         while let Some(current) = run.pending.pop_front() {
@@ -401,41 +408,80 @@ impl WindowedReader<'_> {
             {
                 Outcome::Cut { parts, inherits } => run.push_front(parts, inherits),
                 Outcome::Complete(keys) => {
-                    if let Some(expander) = &self.expander {
-                        let wanted: Vec<_> = keys
-                            .finished
-                            .into_iter()
-                            .filter(|(key, _)| !run.family.expanded.contains(key))
-                            .collect();
-                        if !self
-                            .expand_within_budget(expander, &wanted, &mut run, emitter)
-                            .await?
-                        {
-                            // A window too big for what is left of the budget is narrowed until
-                            // its details fit, so the budget is used up before the sync stops.
-                            if let Some(halves) = current.window.split_into(2)
-                                && wanted.len() > 1
-                                && expander.budget.is_some_and(|cap| run.details_spent < cap)
-                            {
-                                run.push_front(halves, true);
-                                continue;
-                            }
-                            tracing::warn!(
-                                "{}: the budget of detail requests is spent ({} sent); \
-                                 the next sync carries on from the last checkpoint",
-                                self.def.name,
-                                run.details_spent
-                            );
-                            return Ok(run.end(Completion::BudgetSpent));
-                        }
-                    }
-                    if let Some(hi) = current.window.hi {
-                        on_complete(emitter, hi, &run.unfetched)?;
+                    match self.expand_window(current, keys, &mut run, emitter).await? {
+                        Expanded::All => on_complete(emitter, current.window.hi, &run.unfetched)?,
+                        Expanded::Narrowed => {}
+                        Expanded::BudgetSpent => return Ok(run.end(Completion::BudgetSpent)),
                     }
                 }
             }
         }
         Ok(run.end(Completion::Finished))
+    }
+
+    /// Fetches the details an earlier sync owes, before any window; false when they do not
+    /// fit in the budget (they stay owed).
+    async fn expand_owed(
+        &self,
+        owed_details: Vec<String>,
+        run: &mut Run,
+        emitter: &mut StreamEmitter<'_>,
+    ) -> Result<bool> {
+        let Some(expander) = &self.expander else {
+            return Ok(true);
+        };
+        if owed_details.is_empty() {
+            return Ok(true);
+        }
+        let owed: Vec<_> = owed_details.into_iter().map(|id| (id, None)).collect();
+        if self
+            .expand_within_budget(expander, &owed, run, emitter)
+            .await?
+        {
+            return Ok(true);
+        }
+        run.unfetched.extend(owed.into_iter().map(|(id, _)| id));
+        Ok(false)
+    }
+
+    /// Fetches the details of a complete window's calls in a finished status, for an expanded
+    /// stream. A window whose details do not fit in what is left of the budget is narrowed
+    /// until they do, so the budget is used up before the sync stops.
+    async fn expand_window(
+        &self,
+        current: Pending,
+        keys: WindowKeys,
+        run: &mut Run,
+        emitter: &mut StreamEmitter<'_>,
+    ) -> Result<Expanded> {
+        let Some(expander) = &self.expander else {
+            return Ok(Expanded::All);
+        };
+        let wanted: Vec<_> = keys
+            .finished
+            .into_iter()
+            .filter(|(key, _)| !run.family.expanded.contains(key))
+            .collect();
+        if self
+            .expand_within_budget(expander, &wanted, run, emitter)
+            .await?
+        {
+            return Ok(Expanded::All);
+        }
+        if let Some(halves) = current.window.split_into(2)
+            && wanted.len() > 1
+            && expander.budget.is_some_and(|cap| run.details_spent < cap)
+        {
+            run.push_front(halves, true);
+            return Ok(Expanded::Narrowed);
+        }
+        tracing::warn!(
+            "{}: the budget of detail requests is spent ({} sent); \
+             the next sync carries on from the last checkpoint",
+            self.def.name,
+            run.details_spent
+        );
+        Ok(Expanded::BudgetSpent)
     }
 
     /// Reads one window: its first page, then, as that page shows, nothing more, its other
@@ -474,7 +520,8 @@ impl WindowedReader<'_> {
         )))
     }
 
-    /// One read of a window. `earlier` holds the keys of earlier reads that saw one `matched`.
+    /// One read of a window: its first page, then what that page shows to do (nothing more, a
+    /// cut, or paging it). `earlier` holds the keys of earlier reads that saw one `matched`.
     async fn read_pass<'r>(
         &'r self,
         current: Pending,
@@ -485,60 +532,40 @@ impl WindowedReader<'_> {
         emitter: &mut StreamEmitter<'_>,
     ) -> Result<Pass> {
         let window = current.window;
-        let tag = Tag {
-            pass,
-            ..first_tag(current.id)
-        };
-        pipeline.push(tag, self.first_span(window));
-        if self.expander.is_none() {
-            // Details are fetched between windows, while queued pages would wait unread.
-            self.look_ahead(pipeline, run);
-        }
-        let (bodies, limit) = pipeline
-            .fetch(tag, self.first_span(window), |span| {
-                self.fetch_span(span).boxed()
-            })
-            .await?;
+        let (bodies, limit) = self.fetch_first_page(current, pass, run, pipeline).await?;
         let first = self.parse(&bodies)?;
-        if !std::mem::replace(&mut run.estimated, true)
-            && let Some(matched) = first.iter().find_map(|(_, p)| p.and_then(|p| p.matched))
-        {
-            // The first window's count is the stream's size, also (above all) when it is too
-            // large to page. Details are fetched at most up to the budget, so a capped sync
-            // says what it will fetch, not what there is.
-            let budget = self.expander.as_ref().and_then(|expander| expander.budget);
-            emitter.estimate(budget.map_or(matched, |budget| matched.min(budget)))?;
-        }
+        self.estimate_once(&first, run, emitter)?;
         // A look-ahead that queued this window's pages planned them: keep to that plan, whose
         // requests are on their way (the page size may have moved since).
         let (queued, plan) = match run.planned.remove(&current.id).filter(|_| pass == 1) {
             Some((matched, queued, plan)) => (queued, FirstPage::Page(matched, plan)),
             None => (Vec::new(), self.plan(window, &first, limit, &run.churn)?),
         };
+        let mut keys = WindowKeys::default();
         let (matched, plan) = match plan {
             FirstPage::Cut(parts) => {
                 pipeline.discard(current.id);
+                // Nothing of this window was emitted; what its family emitted still counts
+                // when the window is itself a part cut after paging.
                 return Ok(Pass::Done(Outcome::Cut {
                     parts,
-                    inherits: false,
+                    inherits: current.inherits,
                 }));
             }
-            FirstPage::Page(matched, plan) => (matched, plan),
-            FirstPage::Snapshot | FirstPage::Unpaginated => {
-                let mut keys = WindowKeys::default();
-                let records: Vec<_> = first.into_iter().map(|(r, _)| r).collect();
-                if matches!(plan, FirstPage::Snapshot) {
-                    records
-                        .iter()
-                        .try_for_each(|r| self.take(r, emitter, &mut run.family, &mut keys))?;
-                } else {
-                    self.read_unpaginated(window, emitter, run, &mut keys, records, limit)
-                        .await?;
+            FirstPage::Snapshot => {
+                for (records, _) in &first {
+                    self.take(records, emitter, &mut run.family, &mut keys)?;
                 }
                 return Ok(Pass::Done(Outcome::Complete(keys)));
             }
+            FirstPage::Unpaginated => {
+                let records = first.into_iter().map(|(r, _)| r).collect();
+                self.read_unpaginated(window, emitter, run, &mut keys, records, limit)
+                    .await?;
+                return Ok(Pass::Done(Outcome::Complete(keys)));
+            }
+            FirstPage::Page(matched, plan) => (matched, plan),
         };
-        let mut keys = WindowKeys::default();
         for (records, _) in &first {
             self.take(records, emitter, &mut run.family, &mut keys)?;
         }
@@ -546,23 +573,87 @@ impl WindowedReader<'_> {
         let first_pagination = first.iter().find_map(|(_, p)| *p);
         drop(first);
         drop(bodies);
+        let rest = Rest {
+            matched,
+            queued,
+            plan,
+            first_page: (returned, first_pagination),
+        };
         let paged = self
-            .page_rest(
-                (current, pass),
-                Rest {
-                    matched,
-                    queued,
-                    plan,
-                    first_page: (returned, first_pagination),
-                },
-                run,
-                pipeline,
-                emitter,
-                &mut keys,
-            )
+            .page_rest((current, pass), rest, run, pipeline, emitter, &mut keys)
             .await?;
         run.churn
             .observe_paged(matched, paged.last_matched, paged.requests);
+        Ok(self.judge_paged(
+            window,
+            (matched, earlier),
+            &paged,
+            keys,
+            limit,
+            &mut run.churn,
+        ))
+    }
+
+    /// Requests a window's first page and, while it is on its way, the pages after it; waits
+    /// for the first page's answer and returns it.
+    async fn fetch_first_page<'r>(
+        &'r self,
+        current: Pending,
+        pass: u32,
+        run: &mut Run,
+        pipeline: &mut Pipeline<'r, Span>,
+    ) -> Result<Fetched> {
+        let tag = Tag {
+            pass,
+            ..first_tag(current.id)
+        };
+        pipeline.push(tag, self.first_span(current.window));
+        if self.expander.is_none() {
+            // Details are fetched between windows, while queued pages would wait unread.
+            self.look_ahead(pipeline, run);
+        }
+        pipeline
+            .fetch(tag, self.first_span(current.window), |span| {
+                self.fetch_span(span).boxed()
+            })
+            .await
+    }
+
+    /// Estimates the stream's size from the first window's `matched`, once per read: the
+    /// first window's count is the stream's size, also (above all) when it is too large to
+    /// page. Details are fetched at most up to the budget, so a capped sync says what it will
+    /// fetch, not what there is.
+    fn estimate_once(
+        &self,
+        first: &[(Vec<&RawValue>, Option<Pagination>)],
+        run: &mut Run,
+        emitter: &mut StreamEmitter<'_>,
+    ) -> Result<()> {
+        if std::mem::replace(&mut run.estimated, true) {
+            return Ok(());
+        }
+        let Some(matched) = first.iter().find_map(|(_, p)| p.and_then(|p| p.matched)) else {
+            return Ok(());
+        };
+        let budget = self.expander.as_ref().and_then(|expander| expander.budget);
+        emitter.estimate(budget.map_or(matched, |budget| matched.min(budget)))
+    }
+
+    /// Whether a paged window is complete, the one place that judges a paged read, and what to
+    /// read instead when it is not. It is complete when `matched` held still from the first
+    /// page to the last and the distinct keys read (with those of earlier reads that saw the
+    /// same `matched`) reach what the pages promised. The open tail is always complete: it
+    /// only gains records while it is read (calls modified during this sync), which shifts
+    /// offsets right, so one read missed nothing there at its start.
+    fn judge_paged(
+        &self,
+        window: Window,
+        (matched, earlier): (u64, Option<&(u64, HashSet<String>)>),
+        paged: &Paged,
+        mut keys: WindowKeys,
+        limit: u32,
+        churn: &mut Churn,
+    ) -> Pass {
         let mut distinct = keys.ids.len() as u64;
         if let Some((m, ids)) = earlier
             && *m == matched
@@ -571,12 +662,10 @@ impl WindowedReader<'_> {
             distinct += ids.difference(&keys.ids).count() as u64;
         }
         if (paged.stable && distinct >= paged.expected) || window.hi.is_none() {
-            // The open tail only gains records while it is read (calls modified during this
-            // sync), which shifts offsets right: one read missed nothing there at its start.
-            return Ok(Pass::Done(Outcome::Complete(keys)));
+            return Pass::Done(Outcome::Complete(keys));
         }
         if paged.stable {
-            run.churn.observe_unstable_order();
+            churn.observe_unstable_order();
         }
         tracing::info!(
             "{}: window {} changed while it was read ({distinct} distinct of {} expected, \
@@ -586,13 +675,13 @@ impl WindowedReader<'_> {
             paged.expected,
             paged.last_matched
         );
-        Ok(match self.cut_after_paging(window, &mut keys, limit) {
+        match self.cut_after_paging(window, &mut keys, limit) {
             Some(parts) => Pass::Done(Outcome::Cut {
                 parts,
                 inherits: true,
             }),
             None => Pass::Unsettled(paged.last_matched, keys.ids),
-        })
+        }
     }
 
     /// What to do after a window's first page: the one place that decides whether a window is
@@ -739,7 +828,6 @@ impl WindowedReader<'_> {
         emitter: &mut StreamEmitter<'_>,
         keys: &mut WindowKeys,
     ) -> Result<Paged> {
-        let window = current.window;
         let tag = |skip| Tag {
             window: current.id,
             pass,
@@ -775,8 +863,31 @@ impl WindowedReader<'_> {
                 .await?;
             last = self.take_page(span.skip, &bodies, emitter, run, keys, &mut paged)?;
         }
-        // `matched` is "the total count", nothing more: when the last page says there is more,
-        // follow it rather than end the window early.
+        self.read_past_matched(
+            (current, pass),
+            last,
+            run,
+            pipeline,
+            emitter,
+            (keys, &mut paged),
+        )
+        .await?;
+        Ok(paged)
+    }
+
+    /// `matched` is "the total count", nothing more: when the last page (`last`: its offset,
+    /// record count and pagination) says there is more, follows it rather than end the window
+    /// early.
+    async fn read_past_matched<'r>(
+        &'r self,
+        (current, pass): (Pending, u32),
+        mut last: (u64, u64, Option<Pagination>),
+        run: &mut Run,
+        pipeline: &mut Pipeline<'r, Span>,
+        emitter: &mut StreamEmitter<'_>,
+        (keys, paged): (&mut WindowKeys, &mut Paged),
+    ) -> Result<()> {
+        let window = current.window;
         while let (skip, returned, Some(p)) = last
             && (p.has_more == Some(true) || p.next_page_skip.is_some())
         {
@@ -796,14 +907,19 @@ impl WindowedReader<'_> {
                 len: self.page_size.current(),
                 pagination: true,
             };
+            let tag = Tag {
+                window: current.id,
+                pass,
+                skip: next,
+            };
             let (bodies, _) = pipeline
-                .fetch(tag(next), span, |s| self.fetch_span(s).boxed())
+                .fetch(tag, span, |s| self.fetch_span(s).boxed())
                 .await?;
             paged.requests += 1;
-            last = self.take_page(next, &bodies, emitter, run, keys, &mut paged)?;
+            last = self.take_page(next, &bodies, emitter, run, keys, paged)?;
             paged.expected = paged.expected.max(next + last.1);
         }
-        Ok(paged)
+        Ok(())
     }
 
     /// Takes one page's records and notes what its pagination says; returns the page's offset,

@@ -95,6 +95,13 @@ pub async fn read(config: Value, catalog: &ConfiguredCatalog, state: &Value) -> 
     Run { messages, summary }
 }
 
+/// Reads `streams` with no state, and asserts the read reported no error.
+pub async fn read_from_scratch(config: Value, streams: &[(&str, &str)]) -> Run {
+    let run = read(config, &catalog(streams), &serde_json::json!([])).await;
+    assert!(run.errors().is_empty(), "{:?}", run.errors());
+    run
+}
+
 /// Every line must be one JSON protocol message, and no line may carry a credential.
 pub fn parse_lines(text: &str) -> Vec<Value> {
     assert!(
@@ -128,6 +135,18 @@ impl Run {
             .iter()
             .map(|r| r[key].as_str().expect("string key").to_owned())
             .collect()
+    }
+
+    /// The ids of `stream`'s records, asserting that none was emitted twice: for the reads
+    /// where the design allows no duplicate (`docs/source.md` lists where it does).
+    pub fn unique_ids(&self, stream: &str, key: &str) -> BTreeSet<String> {
+        let ids = self.ids(stream, key);
+        assert_eq!(
+            self.records(stream).len(),
+            ids.len(),
+            "{stream}: a record was emitted twice"
+        );
+        ids
     }
 
     pub fn states(&self, stream: &str) -> Vec<&Value> {

@@ -73,6 +73,19 @@ impl Ran {
             .collect()
     }
 
+    /// Asserts the run failed with exactly one TRACE ERROR, a `config_error` whose message
+    /// names every needle; `case` says which input in a failure.
+    pub fn assert_one_config_error(&self, case: &dyn std::fmt::Display, needles: &[&str]) {
+        assert_ne!(self.code, Some(0), "{case}");
+        let errors = self.errors();
+        assert_eq!(errors.len(), 1, "{case}: {errors:?}");
+        assert_eq!(errors[0]["failure_type"], "config_error", "{case}");
+        let message = errors[0]["message"].as_str().unwrap_or_default();
+        for needle in needles {
+            assert!(message.contains(needle), "{case}: {message}");
+        }
+    }
+
     pub fn statuses(&self, stream: &str) -> Vec<String> {
         stream_statuses(&self.messages, stream)
     }
