@@ -12,13 +12,15 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /build
 
-# The whole (.dockerignore'd) tree: Cargo.toml may name tests and benches that must exist.
+# The whole (.dockerignore'd) tree: Cargo.toml may name tests and benches that must exist, and
+# the workspace's other member, sandbox/, must be there for cargo to load the workspace.
 COPY . .
 # Cache mounts keep downloaded crates and compiled dependencies between builds (BuildKit and
-# buildah); the binary is copied out of the cached target directory in the same step.
+# buildah); the binary is copied out of the cached target directory in the same step. Only the
+# connector's binary is built: the sandbox is a dev-dependency, so it is not compiled at all.
 RUN --mount=type=cache,id=clari-copilot-cargo-registry,target=/usr/local/cargo/registry \
     --mount=type=cache,id=clari-copilot-target,target=/build/target,sharing=locked \
-    cargo build --release --locked \
+    cargo build --release --locked --package clari-copilot-connector --bin source-clari-copilot \
     && cp target/release/source-clari-copilot /usr/local/bin/source-clari-copilot
 
 # ---- runtime: Debian slim, the binary, the CA bundle, a non-root user ----------------------

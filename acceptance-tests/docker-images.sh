@@ -3,8 +3,8 @@
 # way the Airbyte platform does: files mounted at opaque paths, `write` fed on stdin, the
 # commands run through `eval "$AIRBYTE_ENTRYPOINT ..."`, SIGTERM to stop. It also checks
 # what CAT's image tests check (labels against metadata.yaml, AIRBYTE_ENTRYPOINT against
-# ENTRYPOINT). The fake Clari Copilot API (`source-clari-copilot sandbox`) runs on the host;
-# the containers reach it over host networking.
+# ENTRYPOINT). The fake Clari Copilot API (the workspace's `clari-copilot-sandbox` binary, which
+# the images do not contain) runs on the host; the containers reach it over host networking.
 #
 # Runs with podman (rootful, runc), because the machines this project is built on have no
 # Docker daemon and no image registry: the base images the Dockerfile names are prepared
@@ -166,7 +166,7 @@ done
 
 # ---- crates: vendored on the host, mounted into the build with an offline cargo config -------
 step "crates: cargo vendor of Cargo.lock"
-lock_hash=$(sha256sum "$ROOT/Cargo.lock" "$ROOT/Cargo.toml" | sha256sum | cut -c1-16)
+lock_hash=$(sha256sum "$ROOT/Cargo.lock" "$ROOT/Cargo.toml" "$ROOT/sandbox/Cargo.toml" | sha256sum | cut -c1-16)
 VENDOR=$CACHE/vendor-$lock_hash
 if [ -d "$VENDOR" ]; then
     echo "reusing $VENDOR"
@@ -222,13 +222,13 @@ cleanup() {
 trap cleanup EXIT
 
 step "sandbox API on the host"
-(cd "$ROOT" && cargo build --locked --quiet --bin source-clari-copilot)
-HOST_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/source-clari-copilot
+(cd "$ROOT" && cargo build --locked --quiet --package clari-copilot-sandbox --bin clari-copilot-sandbox)
+SANDBOX_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/clari-copilot-sandbox
 # start_sandbox NAME ARGS...: starts a sandbox on a free port; sets SANDBOX_URL.
 start_sandbox() {
     local name=$1
     shift
-    "$HOST_BIN" sandbox --port 0 "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
+    "$SANDBOX_BIN" --port 0 "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
     SANDBOX_PIDS+=($!)
     SANDBOX_URL=
     for _ in $(seq 100); do

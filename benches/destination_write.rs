@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use clari_copilot::config::DestinationConfig;
 use clari_copilot::destination::{self, WriteSummary};
 use clari_copilot::protocol::{ConfiguredCatalog, Output};
-use clari_copilot::sandbox::{Sandbox, SandboxConfig};
+use clari_copilot_sandbox::{Sandbox, SandboxConfig};
 use serde_json::json;
 
 const LATENCY: Duration = Duration::from_millis(200);

@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clari_copilot::sandbox::{Churn, ChurnScope, Sandbox, SandboxConfig};
+use clari_copilot_sandbox::{Churn, ChurnScope, Sandbox, SandboxConfig};
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -7,8 +7,10 @@
 //! - [`catalog`]: the streams' JSON schemas, embedded data files;
 //! - [`client`]: authenticated, rate-limited, retrying HTTP (knows no streams);
 //! - [`source`] and [`destination`]: the two roles, sharing only the layers above;
-//! - `sandbox`: a fake Clari Copilot API for tests and demos, which imports none of the above;
 //! - [`cli`]: the command line, the only place that wires roles and the sandbox together.
+//!
+//! The fake Clari Copilot API the tests, benchmarks and demo run against is the workspace's
+//! other crate, `clari_copilot_sandbox` (`sandbox/`): it cannot import any of the above.
 
 pub mod catalog;
 pub mod cli;
@@ -17,5 +19,4 @@ pub mod config;
 pub mod destination;
 pub mod error;
 pub mod protocol;
-pub mod sandbox;
 pub mod source;

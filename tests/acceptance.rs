@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 
 use cat_config::{CatConfig, ConnectionStatus, Group, Strictness};
-use clari_copilot::sandbox::SandboxConfig;
+use clari_copilot_sandbox::SandboxConfig;
 use common::process::Ran;
 use harness::*;
 use serde_json::{Value, json};
@@ -1453,7 +1453,7 @@ fn dest_write_scenarios_are_well_formed() {
 
 /// The key field of each destination object, and where the sandbox stores it.
 fn stored(
-    store: &clari_copilot::sandbox::WriteStore,
+    store: &clari_copilot_sandbox::WriteStore,
     stream: &str,
 ) -> Option<(&'static str, BTreeMap<String, Value>)> {
     match stream {

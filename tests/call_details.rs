@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use clari_copilot::sandbox::Sandbox;
+use clari_copilot_sandbox::Sandbox;
 use common::*;
 use jiff::Timestamp;
 use serde_json::{Value, json};

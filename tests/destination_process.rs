@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use clari_copilot::sandbox::Sandbox;
+use clari_copilot_sandbox::Sandbox;
 use destination_support::*;
 use serde_json::{Value, json};
 

@@ -12,7 +12,7 @@ use clari_copilot::destination::{self, WriteSummary};
 use clari_copilot::error::Error;
 use clari_copilot::protocol::output::MemorySink;
 use clari_copilot::protocol::{FailureType, Output};
-use clari_copilot::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use clari_copilot_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use destination_support::*;
 use serde_json::{Value, json};
 

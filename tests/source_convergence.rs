@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use clari_copilot::sandbox::{Churn, ChurnScope, Mutation, Sandbox, SandboxConfig};
+use clari_copilot_sandbox::{Churn, ChurnScope, Mutation, Sandbox, SandboxConfig};
 use common::*;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use serde_json::{Value, json};

@@ -19,7 +19,7 @@ async fn every_recoverable_fault_still_returns_every_record() {
         ("scorecard", "full_refresh"),
         ("users", "full_refresh"),
     ]);
-    type Fault = fn(&clari_copilot::sandbox::Faults);
+    type Fault = fn(&clari_copilot_sandbox::Faults);
     let faults: [(&str, Fault); 6] = [
         ("connections reset mid-body", |f| {
             f.set_reset_connection_every(5)

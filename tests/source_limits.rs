@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use clari_copilot::sandbox::RecordedRequest;
+use clari_copilot_sandbox::RecordedRequest;
 use common::*;
 use jiff::Timestamp;
 use serde_json::json;
@@ -173,7 +173,7 @@ async fn persistent_429s_checkpoint_and_stop_with_a_rate_limited_status_instead_
     let handle = sandbox.handle();
     sandbox.faults().mutate_after_calls_requests(
         150,
-        clari_copilot::sandbox::Mutation::Custom(Box::new(move |_| {
+        clari_copilot_sandbox::Mutation::Custom(Box::new(move |_| {
             handle.faults().fail_every(1, 429)
         })),
     );

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use clari_copilot::sandbox::{Mutation, Sandbox, SandboxConfig};
+use clari_copilot_sandbox::{Mutation, Sandbox, SandboxConfig};
 use common::*;
 use jiff::{Timestamp, ToSpan};
 use serde_json::{Value, json};

@@ -1,5 +1,6 @@
-//! The command line: which role the binary plays, the protocol commands, and the human
-//! commands (`demo`, `sandbox`). This is the only module that wires the sandbox in.
+//! The command line: which role the binary plays, the protocol commands, and the command for
+//! people, `proxy`. (The fake API and the demo are not in the binary: they are the workspace's
+//! `clari-copilot-sandbox` binary and `examples/demo.rs`.)
 //!
 //! Protocol commands write nothing but Airbyte messages to stdout, through one [`Output`].
 //! Every failure becomes one TRACE ERROR and a non-zero exit, except a `check` whose config or
@@ -21,7 +22,6 @@ use crate::protocol::log_layer::{self, LogSink};
 use crate::protocol::{ConfiguredCatalog, ErrorTrace, FailureType, Message, Output, Status};
 use crate::source;
 
-mod human;
 mod proxy;
 mod signal;
 
@@ -74,11 +74,6 @@ pub enum Command {
         #[arg(long)]
         catalog: PathBuf,
     },
-    /// For people: run check, discover, a full and an incremental read on a local sandbox,
-    /// and print a summary.
-    Demo(human::SandboxArgs),
-    /// For people: serve the local fake Clari Copilot API until Ctrl-C.
-    Sandbox(human::SandboxArgs),
     /// For people: send one authenticated request to the API (same auth, rate limit and retries
     /// as a sync); the body goes to stdout, the status to stderr.
     Proxy(proxy::ProxyArgs),
@@ -128,8 +123,6 @@ pub fn main() -> ExitCode {
     };
     let role = args.role.unwrap_or_else(|| role_from_program(&program));
     match args.command {
-        Command::Demo(options) => run_human(human::demo(options)),
-        Command::Sandbox(options) => run_human(human::sandbox(options)),
         Command::Proxy(options) => run_human(proxy::proxy(options)),
         command => run(role, command, output),
     }
@@ -227,8 +220,8 @@ async fn execute(role: Role, command: Command, output: &Arc<Output>) -> Result<E
                 "`write` is a destination command: run the binary as destination-clari-copilot or with --role destination",
             ));
         }
-        (_, Command::Demo(_) | Command::Sandbox(_) | Command::Proxy(_)) => {
-            unreachable!("human commands are dispatched by main")
+        (_, Command::Proxy(_)) => {
+            unreachable!("the command for people is dispatched by main")
         }
         (Role::Destination, Command::Spec) => {
             output.emit(&Message::Spec {

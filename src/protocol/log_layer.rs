@@ -1,8 +1,8 @@
 //! A `tracing` layer that turns log events into Airbyte LOG messages on the shared output.
 //!
 //! Library code logs with `tracing::info!` and never knows about Airbyte; this layer is the
-//! only place where an event becomes a protocol line. Human commands (`demo`, `sandbox`) use
-//! the same layer with a plain-text sink on stderr instead.
+//! only place where an event becomes a protocol line. The command for people (`proxy`) and the
+//! demo example use the same layer with a plain-text sink on stderr instead.
 
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -12,7 +12,7 @@ use std::process::{Output, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use clari_copilot::sandbox::{Sandbox, SandboxConfig};
+use clari_copilot_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 use crate::common::process::{self, Ran};
@@ -23,10 +23,10 @@ pub const SOURCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/acceptance-te
 pub const DESTINATION_DIR: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/acceptance-tests/destination");
 
-/// Port of the normal sandbox in the committed configs (`sandbox --port 8089 --calls 25000`).
+/// Port of the normal sandbox in the committed configs (`clari-copilot-sandbox --port 8089 --calls 25000`).
 pub const MAIN_PORT: u16 = 8089;
 /// Port of the sandbox answering JSON of the wrong shape
-/// (`sandbox --port 8090 --calls 10 --unexpected-json`).
+/// (`clari-copilot-sandbox --port 8090 --calls 10 --unexpected-json`).
 pub const UNEXPECTED_JSON_PORT: u16 = 8090;
 /// Calls in the normal sandbox: 22,500 visible ones, more than the skip cap lets one window
 /// hold, so an incremental read checkpoints at least three windows with records.

@@ -11,8 +11,8 @@ use clari_copilot::client::RetryPolicy;
 use clari_copilot::config::SourceConfig;
 use clari_copilot::protocol::output::MemorySink;
 use clari_copilot::protocol::{ConfiguredCatalog, Output};
-use clari_copilot::sandbox::{RecordedRequest, Sandbox, SandboxConfig};
 use clari_copilot::source::{self, InputState, ReadSummary};
+use clari_copilot_sandbox::{RecordedRequest, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 /// Distinctive credentials: any test output containing them is a leak.

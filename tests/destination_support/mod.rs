@@ -10,7 +10,7 @@ use clari_copilot::config::DestinationConfig;
 use clari_copilot::destination::{self, WriteSummary};
 use clari_copilot::protocol::output::MemorySink;
 use clari_copilot::protocol::{ConfiguredCatalog, Output};
-use clari_copilot::sandbox::{Sandbox, SandboxConfig};
+use clari_copilot_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 /// A sandbox with default data; retries back off in milliseconds, not seconds.

@@ -1,103 +1,47 @@
-//! The commands for people: `sandbox` serves the fake API, `demo` runs the whole source on it
-//! and prints a short summary. Both print plain text; neither speaks the protocol.
+//! The README's first command, `cargo run --release --example demo`: starts the fake Clari
+//! Copilot API (the sandbox crate) and runs the source's check, discover, a full and an
+//! incremental read on it, printing a short summary.
+//!
+//! It drives both the sandbox and the connector library in-process, so it needs no binary: an
+//! example, unlike a test, gets no `CARGO_BIN_EXE_*` path, and one process is simpler to run
+//! and to stop. Flags are the sandbox's (`--calls`, `--seed`, `--rate-limit`, `--latency-ms`,
+//! ...), after `--`; `--port` is ignored, the demo's sandbox takes a free one.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use clap::Args;
+use clap::Parser;
+use clari_copilot::client::RetryPolicy;
+use clari_copilot::config::{self, SourceConfig};
+use clari_copilot::error::{Error, Result};
+use clari_copilot::protocol::log_layer::{self, LogSink};
+use clari_copilot::protocol::output::{MASK, MemorySink};
+use clari_copilot::protocol::{ConfiguredCatalog, Output};
+use clari_copilot::source::{self, InputState};
+use clari_copilot_sandbox::{Sandbox, SandboxConfig, SandboxOptions};
 use serde_json::{Value, json};
 
-use crate::client::RetryPolicy;
-use crate::config::{self, SourceConfig};
-use crate::error::Result;
-use crate::protocol::output::{MASK, MemorySink};
-use crate::protocol::{ConfiguredCatalog, Output};
-use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::source::{self, InputState};
-
-/// Options of the sandbox (the `sandbox` command, and the tenant the demo reads).
-#[derive(Debug, Clone, Args)]
-pub struct SandboxArgs {
-    /// Port on 127.0.0.1 (0 picks a free one).
-    #[arg(long, default_value_t = 8089)]
-    pub port: u16,
-    /// Number of calls in the seeded tenant.
-    #[arg(long, default_value_t = 2_000)]
-    pub calls: usize,
-    /// Seed of the generated data: the same seed gives the same tenant.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Enforce this many requests per second, answering 429 beyond it (like Clari's limit).
-    #[arg(long)]
-    pub rate_limit: Option<u32>,
-    /// Latency added to every request, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    pub latency_ms: u64,
-    /// Answer every successful request with a body that is not JSON (a cut HTML error page).
-    #[arg(long)]
-    pub malformed_body: bool,
-    /// Answer every successful request with JSON of the wrong shape (no records), which
-    /// `check` cannot blame on the configuration: the acceptance tests' `exception` case.
-    #[arg(long)]
-    pub unexpected_json: bool,
+/// Run check, discover, a full and an incremental read on a local sandbox, and print a summary.
+#[derive(Debug, Parser)]
+#[command(name = "demo")]
+struct Cli {
+    #[command(flatten)]
+    tenant: SandboxOptions,
 }
 
-impl SandboxArgs {
-    fn sandbox_config(&self) -> SandboxConfig {
-        SandboxConfig {
-            seed: self.seed,
-            port: self.port,
-            ..SandboxConfig::with_calls(self.calls)
-        }
-    }
-
-    async fn start(&self) -> std::io::Result<Sandbox> {
-        let sandbox = Sandbox::start(self.sandbox_config()).await?;
-        sandbox.faults().set_rate_limit(self.rate_limit);
-        sandbox
-            .faults()
-            .set_latency(Duration::from_millis(self.latency_ms));
-        sandbox.faults().set_malformed_body(self.malformed_body);
-        sandbox.faults().set_unexpected_json(self.unexpected_json);
-        Ok(sandbox)
-    }
-}
-
-pub async fn sandbox(args: SandboxArgs) -> ExitCode {
-    match args.start().await {
-        Ok(sandbox) => {
-            let config = args.sandbox_config();
-            println!("Clari Copilot sandbox listening on {}", sandbox.base_url());
-            println!(
-                "  X-Api-Key: {}   X-Api-Password: {}",
-                config.api_key, config.api_password
-            );
-            println!(
-                "  {} calls (seed {}); press Ctrl-C to stop",
-                args.calls, args.seed
-            );
-            match sandbox.run_until_ctrl_c().await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&format!("the sandbox stopped: {e}")),
-            }
-        }
-        Err(e) => fail(&format!(
-            "cannot start the sandbox on port {}: {e}",
-            args.port
-        )),
-    }
-}
-
-/// Runs check, discover, a full read and an incremental read against a fresh sandbox.
-pub async fn demo(mut args: SandboxArgs) -> ExitCode {
-    args.port = 0;
-    let sandbox = match args.start().await {
+// Two workers, as for the connector's commands: plenty for a rate-limited client and its fake.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let mut options = Cli::parse().tenant;
+    options.port = 0;
+    // Plain warnings on stderr, as for the connector's commands for people.
+    log_layer::install(LogSink::Stderr);
+    let sandbox = match options.start().await {
         Ok(sandbox) => sandbox,
         Err(e) => return fail(&format!("cannot start the sandbox: {e}")),
     };
-    match run_demo(&sandbox, &args.sandbox_config()).await {
+    match run_demo(&sandbox, &options.config()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.user_message()),
     }
@@ -148,7 +92,7 @@ async fn run_demo(sandbox: &Sandbox, tenant: &SandboxConfig) -> Result<()> {
             "destination_sync_mode": "append",
         })).collect::<Vec<_>>()
     }))
-    .map_err(|e| crate::error::Error::input("demo catalog", e))?;
+    .map_err(|e| Error::input("demo catalog", e))?;
 
     println!("\nread       first sync (no state)");
     let first = read_summary(&config, &configured, &InputState::default()).await?;

@@ -8,11 +8,12 @@
 //! orders, pagination that disagrees with itself, `null` lists, failing details, late indexing),
 //! all timed by a server clock that may be skewed and that every answer's `Date` header shows.
 //! It deliberately shares no code with the connector: a fake that reused the connector's
-//! types would agree with the connector's bugs.
+//! types would agree with the connector's bugs. Being its own crate, which does not depend on
+//! the connector, makes the compiler hold it to that.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use clari_copilot::sandbox::{Sandbox, SandboxConfig};
+//! use clari_copilot_sandbox::{Sandbox, SandboxConfig};
 //! let sandbox = Sandbox::start(SandboxConfig { calls: 1_000, ..SandboxConfig::default() }).await?;
 //! println!("{}", sandbox.base_url());
 //! sandbox.faults().fail_next(2, 502);
@@ -25,6 +26,7 @@ mod data;
 #[cfg(test)]
 mod fault_tests;
 mod faults;
+mod options;
 mod query;
 mod read;
 mod reply;
@@ -56,6 +58,7 @@ use reply::{ApiError, Listing};
 use store::{CrmKind, Writes};
 
 pub use faults::{Churn, ChurnScope, Faults, Mutation};
+pub use options::SandboxOptions;
 pub use store::{Counts, WriteStore};
 
 /// What the sandbox serves and how.
