@@ -16,13 +16,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_at_default_settings_spends_the_page_minimum_plus_one_request_per_window() {
     let sandbox = start(sandbox_config(20_000)).await;
-    let run = read(
-        config_json(&sandbox.base_url(), json!({})),
-        &catalog(&[("calls", "incremental")]),
-        &json!([]),
-    )
-    .await;
-    assert!(run.errors().is_empty());
+    let run = read_calls_from_scratch(&sandbox).await;
     let visible = visible_call_ids(&sandbox, false).len();
     let windows = run.states("calls").len();
     let minimum = visible.div_ceil(100) + windows;
@@ -233,11 +227,7 @@ async fn where_pages_over_48_calls_fail_the_read_finds_48_and_spends_under_1_3x_
     sizing.shutdown().await;
     config.max_response_bytes = average * 48 + average / 2;
     let sandbox = start(config).await;
-    let run = read_from_scratch(
-        config_json(&sandbox.base_url(), json!({})),
-        &[("calls", "incremental")],
-    )
-    .await;
+    let run = read_calls_from_scratch(&sandbox).await;
     let visible = visible_call_ids(&sandbox, false);
     assert_eq!(run.unique_ids("calls", "id"), visible);
     // Most pages are asked for near the largest size that fits; where the read ended may be
@@ -298,11 +288,7 @@ async fn the_next_sync_starts_at_the_page_size_the_last_one_learned() {
 async fn one_transient_502_is_retried_at_the_same_page_size() {
     let sandbox = start(sandbox_config(2_000)).await;
     sandbox.faults().fail_next(1, 502);
-    let run = read_from_scratch(
-        config_json(&sandbox.base_url(), json!({})),
-        &[("calls", "incremental")],
-    )
-    .await;
+    let run = read_calls_from_scratch(&sandbox).await;
     let limits: BTreeSet<String> = sandbox
         .requests()
         .iter()
@@ -316,11 +302,7 @@ async fn one_transient_502_is_retried_at_the_same_page_size() {
 async fn a_history_without_start_date_costs_one_request_before_its_first_call() {
     // 30,000 calls in 2024, read from 1970: the whole range is too large for one window.
     let sandbox = start(sandbox_config(30_000)).await;
-    let run = read_from_scratch(
-        config_json(&sandbox.base_url(), json!({})),
-        &[("calls", "incremental")],
-    )
-    .await;
+    let run = read_calls_from_scratch(&sandbox).await;
     let earliest = sandbox
         .calls_snapshot()
         .iter()

@@ -89,11 +89,7 @@ async fn private_calls_are_read_only_when_the_user_includes_them() {
 
 async fn assert_backfill_complete(config: SandboxConfig) {
     let sandbox = start(config).await;
-    let run = read_from_scratch(
-        config_json(&sandbox.base_url(), json!({})),
-        &[("calls", "incremental")],
-    )
-    .await;
+    let run = read_calls_from_scratch(&sandbox).await;
     let visible = visible_call_ids(&sandbox, false);
     assert_eq!(run.unique_ids("calls", "id"), visible);
     let estimates: Vec<&Value> = run

@@ -169,10 +169,7 @@ async fn index_delay_hides_a_modified_call_from_calls_until_the_server_clock_pas
     sandbox.faults().set_index_delay(Duration::from_secs(3_600));
     let touched = sandbox.server_now();
     sandbox.touch_call(&id, "PROCESSING", touched);
-    let since = touched
-        .checked_sub(SignedDuration::from_mins(1))
-        .expect("in range")
-        .to_string();
+    let since = a_minute_before(touched);
     let recent = [
         ("filterModifiedGt", since.as_str()),
         ("includePrivate", "true"),
@@ -358,11 +355,7 @@ async fn churn_moves_one_recent_call_to_the_server_now_every_k_answered_listing_
     assert_eq!(sandbox.calls_snapshot(), before);
 
     // The third answers the old data, the fourth sees the change.
-    let since = sandbox
-        .server_now()
-        .checked_sub(SignedDuration::from_mins(1))
-        .expect("in range")
-        .to_string();
+    let since = a_minute_before(sandbox.server_now());
     let recent = [
         ("filterModifiedGt", since.as_str()),
         ("includePrivate", "true"),
@@ -446,4 +439,11 @@ async fn churn_picks_the_same_calls_and_statuses_for_the_same_seed() {
     assert!(!first.is_empty());
     assert_eq!(churned(42).await, first);
     assert_ne!(churned(7).await, first);
+}
+
+/// The `filterModifiedGt` value that asks for what changed in the last minute before `t`.
+fn a_minute_before(t: Timestamp) -> String {
+    t.checked_sub(SignedDuration::from_mins(1))
+        .expect("in range")
+        .to_string()
 }

@@ -95,6 +95,16 @@ pub async fn read(config: Value, catalog: &ConfiguredCatalog, state: &Value) -> 
     Run { messages, summary }
 }
 
+/// Reads `calls` (incremental, default settings) from `sandbox` with no state, and asserts the
+/// read reported no error.
+pub async fn read_calls_from_scratch(sandbox: &Sandbox) -> Run {
+    read_from_scratch(
+        config_json(&sandbox.base_url(), serde_json::json!({})),
+        &[("calls", "incremental")],
+    )
+    .await
+}
+
 /// Reads `streams` with no state, and asserts the read reported no error.
 pub async fn read_from_scratch(config: Value, streams: &[(&str, &str)]) -> Run {
     let run = read(config, &catalog(streams), &serde_json::json!([])).await;
