@@ -5,7 +5,10 @@ use clari_copilot::source::page;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
-    for keys in [&["calls"][..], &["scorecardTemplates", "scoreCardTemplates"][..]] {
+    for keys in [
+        &["calls"][..],
+        &["scorecardTemplates", "scoreCardTemplates"][..],
+    ] {
         if let Ok(page) = page::parse(body, keys, "/fuzz") {
             for record in page.records {
                 let _ = page::field_text(record, "id");

@@ -11,7 +11,12 @@ fuzz_target!(|data: &[u8]| {
     // for held bytes to be freed.
     let (sender, mut receiver) = mpsc::channel(data.len() + 2);
     let budget = Budget::new(usize::MAX);
-    read_all(Box::new(std::io::Cursor::new(data.to_vec())), 256, &budget, &sender);
+    read_all(
+        Box::new(std::io::Cursor::new(data.to_vec())),
+        256,
+        &budget,
+        &sender,
+    );
     drop(sender);
     let mut last = 0;
     while let Ok(item) = receiver.try_recv() {
