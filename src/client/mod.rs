@@ -369,10 +369,10 @@ impl Client {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone());
         }
-        let response = builder.send().await.map_err(|e| match left_origin(&e) {
-            Some(refused) => (TransportFailure::Refused, refused.to_string()),
-            None => (classify_transport(&e), describe(&e)),
-        })?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| (classify_transport(&e), describe(&e)))?;
         let status = response.status();
         self.note_server_clock(response.headers());
         let retry_after = retry_after(response.headers(), status);
@@ -460,18 +460,6 @@ impl std::fmt::Display for LeftOrigin {
 
 impl std::error::Error for LeftOrigin {}
 
-/// The refused redirect behind a reqwest error, if that is what stopped the request.
-fn left_origin(error: &reqwest::Error) -> Option<&LeftOrigin> {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<LeftOrigin>() {
-            return Some(refused);
-        }
-        source = cause.source();
-    }
-    None
-}
-
 /// Requests are spaced evenly (a burst of one) and 5% under the configured rate: a server
 /// counting arrivals in a rolling second must never see more than the limit, even when network
 /// jitter brings two requests closer together than they left.
@@ -499,7 +487,9 @@ fn retry_after(headers: &HeaderMap, status: StatusCode) -> Option<Duration> {
 
 /// A transport error without its URL (which carries no secret, but is noise in a user message).
 fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
+    let kind = if error.is_redirect() {
+        "redirect refused"
+    } else if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
         "connection failed"

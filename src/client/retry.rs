@@ -42,13 +42,15 @@ pub enum TransportFailure {
     NotSent,
     /// The request may have been processed (timeout, reset mid-way). Retry only idempotent requests.
     Unknown,
-    /// The connector refused to follow a redirect away from `base_url`: retrying gets the same
-    /// redirect, so it is final.
+    /// The connector refused to follow a redirect (away from `base_url`'s origin, or one too
+    /// many): retrying gets the same redirect, so it is final.
     Refused,
 }
 
 pub fn classify_transport(error: &reqwest::Error) -> TransportFailure {
-    if error.is_connect() {
+    if error.is_redirect() {
+        TransportFailure::Refused
+    } else if error.is_connect() {
         TransportFailure::NotSent
     } else {
         TransportFailure::Unknown
