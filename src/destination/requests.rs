@@ -269,33 +269,28 @@ async fn look_up(client: &Client, object: &Object, key: &str) -> Result<Found> {
         }
     };
     let response = client.execute(Request::get(path.clone(), query)).await?;
-    match response.status {
-        404 => Ok(Found::Missing),
-        200..=299 => {
-            if let Some(error) = documented_error(&response) {
-                return Ok(Found::Refused(format!(
-                    "Clari Copilot answered GET {path} with an error: {error}"
-                )));
-            }
-            let body: Value = serde_json::from_slice(&response.body).unwrap_or_default();
-            let shown = match object.lookup {
-                Lookup::Get => Some(&body),
-                Lookup::Listing { list_key, .. } => body[list_key]
-                    .as_array()
-                    .and_then(|items| items.iter().find(|item| item[object.key] == key)),
-            };
-            Ok(match shown {
-                Some(Value::Object(found)) => Found::Object(found.clone()),
-                None if matches!(object.lookup, Lookup::Listing { .. }) => Found::Missing,
-                _ => Found::Refused(format!(
-                    "Clari Copilot answered GET {path} with something that is not an object: {}",
-                    response.body_snippet()
-                )),
-            })
-        }
-        400..=499 => Ok(Found::Refused(rejection(&Method::GET, &path, &response))),
-        _ => Err(response.error(&Method::GET, &path, 1)),
+    if response.status == 404 {
+        return Ok(Found::Missing);
     }
+    // A 2xx carrying a documented error, or a 4xx, is the API's refusal, read as any answer.
+    if let Verdict::Rejected(reason) = judge(&Method::GET, &path, &response)? {
+        return Ok(Found::Refused(reason));
+    }
+    let body: Value = serde_json::from_slice(&response.body).unwrap_or_default();
+    let shown = match object.lookup {
+        Lookup::Get => Some(&body),
+        Lookup::Listing { list_key, .. } => body[list_key]
+            .as_array()
+            .and_then(|items| items.iter().find(|item| item[object.key] == key)),
+    };
+    Ok(match shown {
+        Some(Value::Object(found)) => Found::Object(found.clone()),
+        None if matches!(object.lookup, Lookup::Listing { .. }) => Found::Missing,
+        _ => Found::Refused(format!(
+            "Clari Copilot answered GET {path} with something that is not an object: {}",
+            response.body_snippet()
+        )),
+    })
 }
 
 /// The rejection reason of a create refused as existing whose object the look-up could not
