@@ -180,16 +180,11 @@ impl Error {
                 method,
                 path,
                 detail,
-            } => format!(
-                "{method} {path}: {detail}. Check the `base_url` setting: it must be \
-                 the API's own address ({} unless Clari says otherwise).",
-                crate::config::DEFAULT_BASE_URL
-            ),
+            } => format!("{method} {path}: {detail}. {}.", check_base_url()),
             Error::HtmlPage { path } => format!(
-                "The address in `base_url` answered {path} with an HTML page, not Clari Copilot's JSON. \
-                 Check the `base_url` setting: it must be the API's address ({} unless Clari says \
-                 otherwise), not a website.",
-                crate::config::DEFAULT_BASE_URL
+                "The address in `base_url` answered {path} with an HTML page, not Clari Copilot's \
+                 JSON. {}, not a website.",
+                check_base_url()
             ),
             Error::InvalidResponse { path, .. } => {
                 format!(
@@ -261,6 +256,15 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The advice of every failure that says `base_url` is not the API.
+fn check_base_url() -> String {
+    format!(
+        "Check the `base_url` setting: it must be the API's own address ({} unless Clari says \
+         otherwise)",
+        crate::config::DEFAULT_BASE_URL
+    )
+}
 
 /// "1 attempt", or "9 attempts over 4 min 15 s": how hard a request was tried.
 fn tries(attempts: u32, elapsed: Duration) -> String {
